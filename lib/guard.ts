@@ -1,0 +1,218 @@
+/**
+ * The request guard, framework-independent: admission (stall backlog, pressure, drain), one
+ * deadline per request, the socket-inactivity answer, and the accounting. It knows node:http
+ * objects and nothing of Fastify; adapters (http.ts, fastify.ts) decide how an answer is sent.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import {
+  type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT,
+  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE
+} from './errors'
+import { type AnswerOptions, isAnswered, sendAnswer } from './answer'
+import { Pending, type PendingOwner } from './pending'
+import { schedule, unschedule, type DeadlineEntry } from './deadline'
+import { Stats, type IncidentCause } from './stats'
+import type { ResolvedGuardOptions } from './options'
+import type { TimeoutPlan } from './plan'
+import { kPending } from './symbols'
+
+/** Reads of the event-loop sampler the guard needs on its hot path. */
+export interface StallSource {
+  /** Length of the stall a request admitted at `now` (performance.now()) waited behind, else 0. */
+  backlogStallMs (now: number): number
+}
+
+/** Reads of the pressure evaluator the guard needs on its hot path. */
+export interface PressureSource {
+  /** Why the server is under pressure, or null. */
+  readonly reason: string | null
+}
+
+/** How an adapter sends the guard's answers (the Fastify reply pipeline, or raw for node:http). */
+export type Answerer = (p: Pending, err: HangupGuardError, opts: AnswerOptions) => boolean
+
+/** A verdict at admission: the answer to send instead of running the handler. */
+export interface Refusal {
+  readonly error: HangupGuardError
+  readonly cause: IncidentCause
+  readonly close: boolean
+}
+
+/** Drain phases, in order. */
+export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
+export type DrainPhase = typeof DrainPhase[keyof typeof DrainPhase]
+
+const rawAnswer: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
+
+function onResponseClose (this: ServerResponse): void {
+  const p = (this.req as unknown as Record<symbol, Pending | undefined>)[kPending]
+  if (p !== undefined) p.owner.settle(p)
+}
+
+export class Guard implements PendingOwner {
+  readonly stats: Stats
+  stall: StallSource | null = null
+  pressure: PressureSource | null = null
+  answerer: Answerer = rawAnswer
+  drainPhase: DrainPhase = DrainPhase.None
+  /** Head of the in-flight list (arrival order). */
+  private inHead: Pending | null = null
+  private inTail: Pending | null = null
+  readonly budget: number
+
+  constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions) {
+    this.stats = new Stats(options.onIncident)
+    this.budget = plan.handlerTimeout.value
+  }
+
+  /** Budget for a request: the handler budget, shortened by an upstream deadline header. 0: none. */
+  budgetFor (req: IncomingMessage, routeBudget: number = this.budget): number {
+    const o = this.options
+    if (routeBudget === 0 || (o.exclude !== null && o.exclude(req))) return 0
+    if (o.deadlineHeader !== null) {
+      const raw = req.headers[o.deadlineHeader]
+      if (typeof raw === 'string' && raw.length > 0 && raw.length <= 10 && /^\d+$/.test(raw)) {
+        const left = Number(raw) - o.deadlineMargin
+        if (left < routeBudget) return left < 1 ? 1 : left
+      }
+    }
+    return routeBudget
+  }
+
+  /** Whether to refuse a request before any handler work, and how. null: admit. */
+  verdict (budget: number, now: number): Refusal | null {
+    if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true }
+    if (this.stall !== null && budget > 0) {
+      const stalled = this.stall.backlogStallMs(now)
+      if (stalled >= budget) return { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: false }
+    }
+    if (this.pressure !== null && this.pressure.reason !== null) {
+      return { error: new HG_ERR_OVERLOADED(this.pressure.reason), cause: 'overload', close: false }
+    }
+    return null
+  }
+
+  /** Counts and reports a refusal answered by an adapter. */
+  recordRefusal (req: IncomingMessage, refusal: Refusal, statusCode: number, route: string | null): void {
+    this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req.method ?? '', req.url ?? '', route ?? pathOf(req.url), 0)
+  }
+
+  /** Admits a request: links it in flight and arms its deadline (budget 0: none). */
+  track (req: IncomingMessage, res: ServerResponse, budget: number, now: number, ctx: unknown): Pending {
+    const p = new Pending(req, res, this, now, budget, ctx);
+    (req as unknown as Record<symbol, Pending>)[kPending] = p
+    this.stats.requests++
+    this.stats.inFlight++
+    if (this.inTail === null) this.inHead = p
+    else {
+      this.inTail.inNext = p
+      p.inPrev = this.inTail
+    }
+    this.inTail = p
+    if (budget > 0) schedule(p)
+    res.on('close', onResponseClose)
+    if (this.drainPhase === DrainPhase.Grace) res.shouldKeepAlive = false
+    return p
+  }
+
+  /** The response closed: finished, answered, cut, or the client left. */
+  settle (p: Pending): void {
+    if (p.done) return
+    p.done = true
+    unschedule(p)
+    if (p.inPrev !== null) p.inPrev.inNext = p.inNext
+    else this.inHead = p.inNext
+    if (p.inNext !== null) p.inNext.inPrev = p.inPrev
+    else this.inTail = p.inPrev
+    p.inPrev = p.inNext = null
+    this.stats.inFlight--
+    if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
+      const elapsed = performance.now() - p.start
+      this.stats.record('client-gone', 'client-gone', null, null, p.req.method ?? '', p.req.url ?? '', p.route ?? pathOf(p.req.url), elapsed)
+      p.abort(new HG_ERR_CLIENT_GONE(Math.round(elapsed)))
+    }
+    if (this.inHead === null && this.onIdle !== null) this.onIdle()
+  }
+
+  /** Called when the last in-flight request settles (the drain waits on it). */
+  onIdle: (() => void) | null = null
+
+  get inFlightHead (): Pending | null { return this.inHead }
+
+  /** The deadline passed. */
+  expire (entry: DeadlineEntry): void {
+    const p = entry as Pending
+    if (p.done || isAnswered(p.res) || p.res.writableEnded) return
+    this.interrupt(p, new HG_ERR_DEADLINE(p.budget), 'deadline', this.options.timeoutStatus, !p.req.complete)
+  }
+
+  /**
+   * Answers for a handler that has not started its response, or destroys a response that has
+   * started (counted as a cut). The answer goes out before the handler's signal aborts, so
+   * nothing the handler does on abort can race it.
+   */
+  interrupt (p: Pending, err: HangupGuardError, cause: IncidentCause, statusCode: number, close: boolean): void {
+    const elapsed = performance.now() - p.start
+    const route = p.route ?? pathOf(p.req.url)
+    if (!p.res.headersSent && this.answerer(p, err, { statusCode, close, retryAfter: statusCode === 503 ? this.options.retryAfter : undefined })) {
+      this.stats.record('answered', cause, statusCode, err.code, p.req.method ?? '', p.req.url ?? '', route, elapsed)
+    } else if (!p.res.writableEnded) {
+      p.cut = true
+      this.stats.record('cut', cause, null, err.code, p.req.method ?? '', p.req.url ?? '', route, elapsed)
+      p.res.destroy()
+    }
+    p.abort(err)
+  }
+
+  /**
+   * The server's 'timeout' event: a socket was inactive for `server.timeout` ms (or an idle
+   * keep-alive socket reached keepAliveTimeout). Node destroys such a socket silently unless a
+   * listener exists; this listener answers a request in flight (504, or 408 while its body is
+   * still arriving) and closes idle sockets only after the poll phase has had a chance to read a
+   * request that already arrived (nodejs/node#43456).
+   */
+  socketTimeout (socket: Socket): void {
+    const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage
+    if (res !== undefined && res !== null && !res.writableEnded) {
+      if (res.listenerCount('timeout') > 0) return // the application handles its own response timeouts
+      const p = (res.req as unknown as Record<symbol, Pending | undefined>)[kPending]
+      const bodyArriving = !res.req.complete
+      const err = bodyArriving ? new HG_ERR_REQUEST_BODY_TIMEOUT(socket.timeout ?? 0) : new HG_ERR_SOCKET_TIMEOUT(socket.timeout ?? 0)
+      const cause: IncidentCause = bodyArriving ? 'body-timeout' : 'socket-timeout'
+      if (p !== undefined && !p.done) {
+        this.interrupt(p, err, cause, bodyArriving ? 408 : 504, true)
+      } else if (!res.headersSent && !isAnswered(res) && sendAnswer(res.req, res, err, { close: true })) {
+        this.stats.record('answered', cause, err.statusCode, err.code, res.req.method ?? '', res.req.url ?? '', pathOf(res.req.url), 0)
+      } else {
+        this.stats.record('cut', 'socket-timeout', null, err.code, res.req.method ?? '', res.req.url ?? '', pathOf(res.req.url), 0)
+        socket.destroy()
+      }
+      return
+    }
+    setImmediate(closeIfStillIdle, socket, this, socket.bytesRead)
+  }
+
+  /** Refuses a request with an explicit answer on a raw response (plain http). */
+  refuseRaw (req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
+    const status = refusal.error.statusCode
+    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close })
+    this.recordRefusal(req, refusal, status, null)
+  }
+}
+
+function closeIfStillIdle (socket: Socket, guard: Guard, bytesReadAtTimeout: number): void {
+  if (socket.destroyed) return
+  const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage
+  // A request arrived during the stall and was read in the poll phase since: keep the socket.
+  if ((res !== undefined && res !== null) || socket.bytesRead !== bytesReadAtTimeout) return
+  guard.stats.idleClosed++
+  socket.destroy()
+}
+
+export function pathOf (url: string | undefined): string {
+  if (url === undefined) return ''
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}

@@ -1,0 +1,16 @@
+/**
+ * hangup-guard: coherent Node.js server timeouts, explicit answers instead of dropped sockets.
+ * Nothing under this entry imports Fastify.
+ */
+export { configureServerTimeouts, type HangupGuardOptions, type ServerGuard } from './http'
+export {
+  planTimeouts, NODE_DEFAULTS, DEFAULT_HANDLER_TIMEOUT_MS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS,
+  type PlanOptions, type TimeoutPlan, type PlanEntry, type PlanSource, type PlanKey, type UpstreamSpec, type ResolvedUpstream
+} from './plan'
+export { PRESETS, PRESET_NAMES, type Preset, type PresetName, type UpstreamKind } from './presets'
+export { deadlineOf, type Deadline } from './pending'
+export { INCIDENT_CHANNEL, type Incident, type IncidentCause, type IncidentKind, type StatsSnapshot } from './stats'
+export type { GuardOptions, ExcludeOption, HealthOptions, DrainOptions } from './options'
+export type { Duration } from './duration'
+export type { ProblemBody } from './answer'
+export * as errors from './errors'

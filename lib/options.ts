@@ -1,0 +1,164 @@
+/**
+ * Options of the request guard (the plan's own options are in plan.ts), read once into a frozen
+ * object with defaults, so the hot path only tests fields.
+ */
+import type { IncomingMessage } from 'node:http'
+import { type Duration, toMs } from './duration'
+import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN } from './errors'
+import { type PlanOptions, type TimeoutPlan } from './plan'
+import type { Incident } from './stats'
+
+/** Paths (exact, or a prefix ending in '*'), regular expressions, or a predicate. */
+export type ExcludeOption = ReadonlyArray<string | RegExp> | ((req: IncomingMessage) => boolean)
+
+export interface HealthOptions {
+  /** Liveness path. @default '/livez' */
+  livenessPath?: string
+  /** Readiness path. @default '/readyz' */
+  readinessPath?: string
+}
+
+export interface DrainOptions {
+  /** How long new requests are still served (with `Connection: close`) after the drain starts, for the load balancer to notice. @default '5s' */
+  delay?: Duration
+  /** Hard deadline, counted from the start of the drain, `delay` included. @default '30s' */
+  timeout?: Duration
+}
+
+export interface GuardOptions {
+  /** Status of the deadline answer. @default 504 */
+  timeoutStatus?: 504 | 503
+  /** Requests that get no deadline (streaming routes). Upgrade requests are never touched. */
+  exclude?: ExcludeOption
+  /** Header carrying the client's remaining time in ms; false to ignore. @default the preset's (Envoy: 'x-envoy-expected-rq-timeout-ms'), else false */
+  deadlineHeader?: string | false
+  /** Taken off an upstream deadline header's value, so the 504 arrives before the upstream gives up. @default '100ms' */
+  deadlineMargin?: Duration
+  /** Seconds in the `Retry-After` header of 503 answers. @default 5 */
+  retryAfter?: number
+  /** Called with every incident (also published on the `hangup-guard:incident` diagnostics channel). */
+  onIncident?: (incident: Incident) => void
+  /** Health endpoints; false turns them off. @default { livenessPath: '/livez', readinessPath: '/readyz' } */
+  health?: HealthOptions | false
+  /** Graceful drain phases. */
+  drain?: DrainOptions
+}
+
+export interface ResolvedGuardOptions {
+  readonly timeoutStatus: 504 | 503
+  readonly exclude: ((req: IncomingMessage) => boolean) | null
+  readonly deadlineHeader: string | null
+  readonly deadlineMargin: number
+  readonly retryAfter: number
+  readonly onIncident: ((incident: Incident) => void) | null
+  readonly livenessPath: string | null
+  readonly readinessPath: string | null
+  readonly drainDelay: number
+  readonly drainTimeout: number
+}
+
+export const DEFAULT_DEADLINE_MARGIN_MS = 100
+export const DEFAULT_RETRY_AFTER_S = 5
+export const DEFAULT_DRAIN_DELAY_MS = 5_000 // 5 seconds: endpoint removal usually propagates within it
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000 // 30 seconds: Kubernetes' default terminationGracePeriodSeconds
+
+const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain'] as const
+const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'keepAliveTimeout', 'headersTimeout', 'requestTimeout', 'connectionsCheckingInterval'] as const
+
+/** Throws HG_ERR_OPT_UNKNOWN for a key no part of the package reads (a typo must not pass silently). */
+export function checkKnownKeys (options: object, extra: readonly string[] = []): void {
+  const known = new Set<string>([...GUARD_KEYS, ...PLAN_OPTION_KEYS, ...extra])
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      const near = [...known].find((k) => k.toLowerCase() === key.toLowerCase())
+      throw new HG_ERR_OPT_UNKNOWN(key, near !== undefined ? `; did you mean '${near}'?` : `; known options: ${[...known].join(', ')}`)
+    }
+  }
+}
+
+function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMessage) => boolean) | null {
+  if (exclude === undefined) return null
+  if (typeof exclude === 'function') return exclude
+  if (!Array.isArray(exclude)) throw new HG_ERR_OPT_TYPE('exclude', exclude, 'an array of paths / RegExps, or a function (req) => boolean')
+  const exact = new Set<string>()
+  const prefixes: string[] = []
+  const patterns: RegExp[] = []
+  for (const item of exclude) {
+    if (item instanceof RegExp) patterns.push(item)
+    else if (typeof item === 'string' && item.startsWith('/')) {
+      if (item.endsWith('*')) prefixes.push(item.slice(0, -1))
+      else exact.add(item)
+    } else throw new HG_ERR_OPT_TYPE('exclude[]', item, "a path starting with '/' (a trailing '*' matches a prefix) or a RegExp")
+  }
+  return function isExcluded (req: IncomingMessage): boolean {
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    if (exact.has(path)) return true
+    for (const p of prefixes) if (path.startsWith(p)) return true
+    for (const re of patterns) if (re.test(path)) return true
+    return false
+  }
+}
+
+function pathOption (name: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback
+  if (typeof value !== 'string' || !value.startsWith('/') || value.includes('?')) throw new HG_ERR_OPT_TYPE(name, value, "a path starting with '/' and without a query")
+  return value
+}
+
+export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: TimeoutPlan): ResolvedGuardOptions {
+  const timeoutStatus = options.timeoutStatus ?? 504
+  if (timeoutStatus !== 504 && timeoutStatus !== 503) throw new HG_ERR_OPT_RANGE('timeoutStatus', timeoutStatus, '504 or 503')
+
+  let deadlineHeader: string | null = plan.upstream.deadlineHeader
+  if (options.deadlineHeader === false) deadlineHeader = null
+  else if (options.deadlineHeader !== undefined) {
+    if (typeof options.deadlineHeader !== 'string' || !/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(options.deadlineHeader)) {
+      throw new HG_ERR_OPT_TYPE('deadlineHeader', options.deadlineHeader, 'a header name, or false')
+    }
+    deadlineHeader = options.deadlineHeader.toLowerCase()
+  }
+  const deadlineMargin = options.deadlineMargin === undefined ? DEFAULT_DEADLINE_MARGIN_MS : toMs('deadlineMargin', options.deadlineMargin)
+
+  const retryAfter = options.retryAfter ?? DEFAULT_RETRY_AFTER_S
+  if (typeof retryAfter !== 'number' || !Number.isInteger(retryAfter) || retryAfter < 0) {
+    throw new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0')
+  }
+  if (options.onIncident !== undefined && typeof options.onIncident !== 'function') throw new HG_ERR_OPT_TYPE('onIncident', options.onIncident, 'a function')
+
+  let livenessPath: string | null = null
+  let readinessPath: string | null = null
+  if (options.health !== false) {
+    const h = options.health ?? {}
+    if (h === null || typeof h !== 'object') throw new HG_ERR_OPT_TYPE('health', h, '{ livenessPath, readinessPath } or false')
+    livenessPath = pathOption('health.livenessPath', h.livenessPath, '/livez')
+    readinessPath = pathOption('health.readinessPath', h.readinessPath, '/readyz')
+    if (livenessPath === readinessPath) throw new HG_ERR_OPT_RANGE('health.readinessPath', readinessPath, 'a path other than health.livenessPath')
+  }
+
+  const drain = options.drain ?? {}
+  if (drain === null || typeof drain !== 'object') throw new HG_ERR_OPT_TYPE('drain', drain, '{ delay, timeout }')
+  const { drainDelay, drainTimeout } = resolveDrainTimes(drain, DEFAULT_DRAIN_DELAY_MS, DEFAULT_DRAIN_TIMEOUT_MS, 'drain.')
+
+  return Object.freeze({
+    timeoutStatus,
+    exclude: compileExclude(options.exclude),
+    deadlineHeader,
+    deadlineMargin,
+    retryAfter,
+    onIncident: options.onIncident ?? null,
+    livenessPath,
+    readinessPath,
+    drainDelay,
+    drainTimeout
+  })
+}
+
+/** Reads `{ delay, timeout }` over defaults; the hard deadline must leave room for the delay. */
+export function resolveDrainTimes (drain: DrainOptions, delayDefault: number, timeoutDefault: number, prefix: string): { drainDelay: number, drainTimeout: number } {
+  const drainDelay = drain.delay === undefined ? delayDefault : toMs(`${prefix}delay`, drain.delay)
+  const drainTimeout = drain.timeout === undefined ? Math.max(timeoutDefault, drainDelay) : toMs(`${prefix}timeout`, drain.timeout)
+  if (drainTimeout < drainDelay) throw new HG_ERR_OPT_RANGE(`${prefix}timeout`, drain.timeout, `>= ${prefix}delay (${drainDelay} ms): the hard deadline counts from the start of the drain, delay included`)
+  return { drainDelay, drainTimeout }
+}
