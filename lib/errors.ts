@@ -115,3 +115,7 @@ export const HG_ERR_CLIENT_GONE = createError<[number]>(
   'HG_ERR_CLIENT_GONE', 'The client closed the connection %d ms after the request was admitted, before its answer', 499)
 export const HG_ERR_DRAINING = createError(
   'HG_ERR_DRAINING', 'The server is shutting down; retry on another instance', 503)
+
+/** Drain */
+export const HG_ERR_SHUTDOWN = createError<[number]>(
+  'HG_ERR_SHUTDOWN', 'The server shut down: its drain deadline (%d ms) passed before the handler answered', 503)

@@ -17,6 +17,7 @@ import { Stats, type IncidentCause } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending } from './symbols'
+import type { DrainRun, DrainState } from './drain'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
 export interface StallSource {
@@ -42,7 +43,7 @@ export interface Refusal {
 
 /** Drain phases, in order. */
 export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
-export type DrainPhase = typeof DrainPhase[keyof typeof DrainPhase]
+export type DrainPhaseValue = typeof DrainPhase[keyof typeof DrainPhase]
 
 const rawAnswer: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
 
@@ -56,15 +57,18 @@ export class Guard implements PendingOwner {
   stall: StallSource | null = null
   pressure: PressureSource | null = null
   answerer: Answerer = rawAnswer
-  drainPhase: DrainPhase = DrainPhase.None
+  drainPhase: DrainPhaseValue = DrainPhase.None
   /** Head of the in-flight list (arrival order). */
   private inHead: Pending | null = null
   private inTail: Pending | null = null
   readonly budget: number
+  /** How long after a deadline the socket inactivity backstop (`server.timeout`) fires; null: off. */
+  private readonly socketSlack: number | null
 
   constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions) {
     this.stats = new Stats(options.onIncident)
     this.budget = plan.handlerTimeout.value
+    this.socketSlack = plan.timeout.value > 0 && plan.handlerTimeout.value > 0 ? plan.timeout.value - plan.handlerTimeout.value : null
   }
 
   /** Budget for a request: the handler budget, shortened by an upstream deadline header. 0: none. */
@@ -112,6 +116,7 @@ export class Guard implements PendingOwner {
     }
     this.inTail = p
     if (budget > 0) schedule(p)
+    else if (this.socketSlack !== null && this.budget > 0) this.deadlineMoved(p) // excluded: no backstop either
     res.on('close', onResponseClose)
     if (this.drainPhase === DrainPhase.Grace) res.shouldKeepAlive = false
     return p
@@ -136,8 +141,31 @@ export class Guard implements PendingOwner {
     if (this.inHead === null && this.onIdle !== null) this.onIdle()
   }
 
+  /**
+   * The socket inactivity timeout is planned as a backstop a margin after the handler budget. A
+   * request whose deadline was extended, cleared or excluded moves the backstop with it (only
+   * that socket, only until Node resets it for the next request).
+   */
+  deadlineMoved (p: Pending): void {
+    const socket = p.req.socket
+    if (this.socketSlack === null || socket === null || socket.destroyed) return
+    const needed = p.at === Infinity ? 0 : Math.ceil(p.at - performance.now()) + this.socketSlack
+    const current = socket.timeout ?? 0
+    if (needed === 0 ? current !== 0 : current !== 0 && current < needed) socket.setTimeout(needed)
+  }
+
   /** Called when the last in-flight request settles (the drain waits on it). */
   onIdle: (() => void) | null = null
+
+  /** The drain started on this guard (lib/drain.ts): every drain() returns its promise. */
+  drainRun: DrainRun | null = null
+
+  /** Drain phase and times, for health and counters. */
+  drainState (): DrainState {
+    if (this.drainRun !== null) return this.drainRun.state()
+    const phase = (['serving', 'grace', 'closing', 'closed'] as const)[this.drainPhase]
+    return { phase, startedAt: null, delayMs: this.options.drainDelay, timeoutMs: this.options.drainTimeout }
+  }
 
   get inFlightHead (): Pending | null { return this.inHead }
 

@@ -1,21 +1,20 @@
 /**
- * The plain node:http front door: `configureServerTimeouts(server, options)` plans and applies
- * the timeouts, puts the guard in front of every request listener (before and after this call),
- * answers socket timeouts, and returns a handle that removes all of it on close().
+ * The plain node:http front door: `configureServerTimeouts(server, options)` binds the core to the
+ * server and puts the guard in front of every 'request' listener, whether it was added before or
+ * after this call, by wrapping this one server's `emit`. The handle removes all of it on close().
  */
-import http, { type IncomingMessage, type ServerResponse, type Server } from 'node:http'
-import https from 'node:https'
-import type { Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse, Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_TYPE } from './errors'
-import { type PlanOptions, type TimeoutPlan, planTimeouts } from './plan'
-import { type GuardOptions, checkKnownKeys, resolveGuardOptions } from './options'
-import { Guard } from './guard'
-import { applyPlan, type AppliedPlan } from './apply'
+import type { TimeoutPlan } from './plan'
+import type { Guard } from './guard'
+import { type HangupGuardOptions, bindServer } from './bind'
+import { HG_ERR_CLOSED } from './errors'
 import type { StatsSnapshot } from './stats'
-import { kGuard } from './symbols'
+import type { DrainOptions } from './options'
+import { type DrainResult, startDrain } from './drain'
+import { type SignalHandlers, drainOnSignals, readHandleSignals } from './signals'
 
-export type HangupGuardOptions = PlanOptions & GuardOptions
+export type { HangupGuardOptions } from './bind'
 
 /** What configureServerTimeouts returns. */
 export interface ServerGuard {
@@ -25,22 +24,23 @@ export interface ServerGuard {
   explain (): string
   /** Counters (docs/api.md#counters). */
   stats (): StatsSnapshot
-  /** Removes everything installed: request guard, 'timeout' listener; restores the previous timeouts. */
+  /**
+   * Drains the server (options `drain: { delay, timeout }`, overridable per call) and closes it;
+   * never calls process.exit. Every call returns the promise of the first. docs/api.md#drain
+   */
+  drain (options?: DrainOptions): Promise<DrainResult>
+  /** Removes everything installed: request guard, 'timeout' listener, signal handlers; restores the previous timeouts. */
   close (): void
 }
 
-interface Binding {
-  readonly guard: Guard
-  readonly emit: Server['emit']
-  readonly hadOwnEmit: boolean
-  readonly applied: AppliedPlan
-}
+const kEmit = Symbol('hangup-guard.http.emit')
+const kHttpGuard = Symbol('hangup-guard.http.guard')
 
-type GuardedServer = Server & { [kGuard]?: Binding }
+type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
 
 /**
- * Runs before every 'request' listener, whenever it was added. Returns false when the guard
- * answered for the request (no listener must run).
+ * Runs before every 'request' listener. Returns false when the guard answered for the request
+ * (then no listener runs).
  */
 function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
   const now = performance.now()
@@ -56,22 +56,8 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
 }
 
 function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown, res?: unknown): boolean {
-  const binding = this[kGuard] as Binding
-  if (event === 'request' && !admit(binding.guard, req as IncomingMessage, res as ServerResponse)) return true
-  // eslint-disable-next-line prefer-rest-params
-  return binding.emit.apply(this, arguments as unknown as Parameters<Server['emit']>)
-}
-
-function onServerTimeout (this: GuardedServer, socket: Socket): void {
-  this[kGuard]?.guard.socketTimeout(socket)
-}
-
-function checkServer (server: unknown): asserts server is Server {
-  const ctor = (server as { constructor?: { name?: string } } | null)?.constructor?.name ?? ''
-  if (ctor.startsWith('Http2')) throw new HG_ERR_HTTP2_UNSUPPORTED()
-  if (!(server instanceof http.Server) && !(server instanceof https.Server)) {
-    throw new HG_ERR_NOT_A_SERVER(server === null ? 'null' : typeof server === 'object' ? `an instance of ${ctor || 'Object'}` : typeof server)
-  }
+  if (event === 'request' && !admit(this[kHttpGuard], req as IncomingMessage, res as ServerResponse)) return true
+  return this[kEmit].apply(this, arguments as unknown as Parameters<Server['emit']>)
 }
 
 /**
@@ -79,34 +65,31 @@ function checkServer (server: unknown): asserts server is Server {
  * the request guard in front of the server's request listeners.
  */
 export function configureServerTimeouts (server: Server, options: HangupGuardOptions = {}): ServerGuard {
-  checkServer(server)
-  if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
+  const handleSignals = readHandleSignals((options as HangupGuardOptions | null)?.handleSignals)
+  const binding = bindServer(server, options)
+  const { guard, plan, applied } = { guard: binding.guard, plan: binding.guard.plan, applied: binding.applied }
   const target = server as GuardedServer
-  if (target[kGuard] !== undefined) throw new HG_ERR_ALREADY_CONFIGURED()
-  checkKnownKeys(options)
-  const plan = planTimeouts(options)
-  const guard = new Guard(plan, resolveGuardOptions(options, plan))
-  const applied = applyPlan(server, plan)
-
   const hadOwnEmit = Object.hasOwn(server, 'emit')
-  target[kGuard] = { guard, emit: server.emit, hadOwnEmit, applied }
+  target[kEmit] = server.emit
+  target[kHttpGuard] = guard
   server.emit = guardedEmit as Server['emit']
-  server.on('timeout', onServerTimeout)
+  const signals: SignalHandlers | null = handleSignals ? drainOnSignals(server, guard) : null
 
   let closed = false
   return {
     plan,
     explain: () => `${plan.explain()}\n${applied.notes.map((n) => `applied: ${n}`).join('\n')}`,
     stats: () => guard.stats.snapshot(),
+    drain: (drainOptions?: DrainOptions) => closed && guard.drainRun === null ? Promise.reject(new HG_ERR_CLOSED()) : startDrain(server, guard, drainOptions),
     close (): void {
       if (closed) return
       closed = true
-      const binding = target[kGuard] as Binding
-      if (binding.hadOwnEmit) server.emit = binding.emit
+      signals?.uninstall()
+      if (hadOwnEmit) server.emit = target[kEmit]
       else delete (server as Partial<Server>).emit
-      server.removeListener('timeout', onServerTimeout)
-      binding.applied.restore()
-      delete target[kGuard]
+      delete (target as Partial<GuardedServer>)[kEmit]
+      delete (target as Partial<GuardedServer>)[kHttpGuard]
+      binding.unbind()
     }
   }
 }

@@ -2,7 +2,8 @@
  * hangup-guard: coherent Node.js server timeouts, explicit answers instead of dropped sockets.
  * Nothing under this entry imports Fastify.
  */
-export { configureServerTimeouts, type HangupGuardOptions, type ServerGuard } from './http'
+export { configureServerTimeouts, type ServerGuard } from './http'
+export type { HangupGuardOptions } from './bind'
 export {
   planTimeouts, NODE_DEFAULTS, DEFAULT_HANDLER_TIMEOUT_MS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS,
   type PlanOptions, type TimeoutPlan, type PlanEntry, type PlanSource, type PlanKey, type UpstreamSpec, type ResolvedUpstream

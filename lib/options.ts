@@ -42,6 +42,8 @@ export interface GuardOptions {
   health?: HealthOptions | false
   /** Graceful drain phases. */
   drain?: DrainOptions
+  /** Drain on SIGTERM/SIGINT (a second signal forces); installed with process.once, removed by close(); never calls process.exit. @default false */
+  handleSignals?: boolean
 }
 
 export interface ResolvedGuardOptions {
@@ -62,7 +64,7 @@ export const DEFAULT_RETRY_AFTER_S = 5
 export const DEFAULT_DRAIN_DELAY_MS = 5_000 // 5 seconds: endpoint removal usually propagates within it
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000 // 30 seconds: Kubernetes' default terminationGracePeriodSeconds
 
-const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain'] as const
+const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain', 'handleSignals'] as const
 const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'keepAliveTimeout', 'headersTimeout', 'requestTimeout', 'connectionsCheckingInterval'] as const
 
 /** Throws HG_ERR_OPT_UNKNOWN for a key no part of the package reads (a typo must not pass silently). */
@@ -70,10 +72,21 @@ export function checkKnownKeys (options: object, extra: readonly string[] = []):
   const known = new Set<string>([...GUARD_KEYS, ...PLAN_OPTION_KEYS, ...extra])
   for (const key of Object.keys(options)) {
     if (!known.has(key)) {
-      const near = [...known].find((k) => k.toLowerCase() === key.toLowerCase())
+      const near = [...known].find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2)
       throw new HG_ERR_OPT_UNKNOWN(key, near !== undefined ? `; did you mean '${near}'?` : `; known options: ${[...known].join(', ')}`)
     }
   }
+}
+
+/** Levenshtein distance, for "did you mean" on option typos. */
+function editDistance (a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = cur
+  }
+  return prev[b.length]!
 }
 
 function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMessage) => boolean) | null {

@@ -26,6 +26,8 @@ export interface Deadline {
 /** The guard side of a Pending (answers, accounting). */
 export interface PendingOwner extends DeadlineOwner {
   settle (p: Pending): void
+  /** The handler moved its deadline (extend/clear): the socket's inactivity backstop must follow. */
+  deadlineMoved (p: Pending): void
 }
 
 export class Pending implements DeadlineEntry, Deadline {
@@ -81,11 +83,14 @@ export class Pending implements DeadlineEntry, Deadline {
     this.at += ms
     this.budget += ms
     schedule(this)
+    this.owner.deadlineMoved(this)
   }
 
   clear (): void {
+    if (this.at === Infinity) return
     unschedule(this)
     this.at = Infinity
+    if (!this.done) this.owner.deadlineMoved(this)
   }
 
   abort (reason: Error): void {

@@ -1,0 +1,66 @@
+'use strict'
+// (b) Deadline timeliness: how late does the guard's 504 arrive at the client, compared with a handler
+// that answers by its own setTimeout(D)? Same D, same client, servers in their own processes,
+// alternated over rounds. Times are measured by the client, from sending to the response's arrival.
+const { Pool } = require('undici')
+const { performance } = require('node:perf_hooks')
+const { startServer, runBounded, percentile, fmt, table } = require('./lib')
+
+const DEADLINE_MS = 200
+const CONCURRENCY = 16
+
+async function batch (pool, count, into) {
+  await runBounded(count, CONCURRENCY, 60_000, async () => {
+    const t0 = performance.now()
+    const { statusCode, body } = await pool.request({ path: '/', method: 'GET' })
+    const ms = performance.now() - t0
+    await body.dump()
+    into.push({ ms, statusCode })
+  })
+}
+
+async function run ({ quick }) {
+  const perServer = quick ? 200 : 400
+  const rounds = quick ? 2 : 4
+  console.log(`D = ${DEADLINE_MS} ms, ${perServer} requests per server, ${CONCURRENCY} concurrent, ${rounds} alternating rounds`)
+  const servers = {}
+  const pools = {}
+  try {
+    servers.bare = await startServer('deadline-bare', { deadlineMs: DEADLINE_MS })
+    servers.guard = await startServer('deadline-guarded', { deadlineMs: DEADLINE_MS })
+    const seen = { bare: [], guard: [] }
+    for (const name of ['bare', 'guard']) {
+      pools[name] = new Pool(servers[name].url, { connections: CONCURRENCY })
+      await batch(pools[name], CONCURRENCY * 2, []) // warm-up, not counted
+    }
+    for (let round = 0; round < rounds; round++) {
+      for (const name of round % 2 === 0 ? ['bare', 'guard'] : ['guard', 'bare']) {
+        await batch(pools[name], perServer / rounds, seen[name])
+      }
+    }
+    const describe = (label, xs) => {
+      const ms = xs.map((x) => x.ms)
+      const statuses = [...new Set(xs.map((x) => x.statusCode))].join('/')
+      return [label, String(xs.length), statuses, fmt(percentile(ms, 50)), fmt(percentile(ms, 99)), fmt(Math.max(...ms))]
+    }
+    table([['answer at D (client-side ms)', 'n', 'status', 'p50', 'p99', 'max'],
+      describe(`bare: handler's setTimeout(${DEADLINE_MS})`, seen.bare),
+      describe(`guard: 504 at handlerTimeout ${DEADLINE_MS}`, seen.guard)])
+    const p99 = (xs) => percentile(xs.map((x) => x.ms), 99)
+    const p50 = (xs) => percentile(xs.map((x) => x.ms), 50)
+    const diff99 = p99(seen.guard) - p99(seen.bare)
+    const diff50 = p50(seen.guard) - p50(seen.bare)
+    console.log(`\np99(guard) - p99(bare) = ${fmt(diff99)} ms (target <= 5 ms); p50 difference ${fmt(diff50)} ms`)
+    const wrongStatus = seen.guard.filter((x) => x.statusCode !== 504).length
+    return [
+      { section: 'deadline', metric: 'p99(guard) - p99(bare)', value: `${fmt(diff99)} ms`, target: '<= 5 ms', ok: diff99 <= 5 },
+      { section: 'deadline', metric: 'p50(guard) - p50(bare)', value: `${fmt(diff50)} ms`, target: '', ok: null },
+      { section: 'deadline', metric: 'guard answers that were not 504', value: String(wrongStatus), target: '0', ok: wrongStatus === 0, hard: true }
+    ]
+  } finally {
+    await Promise.all(Object.values(pools).map((p) => p.destroy()))
+    await Promise.all(Object.values(servers).map((s) => s.stop()))
+  }
+}
+
+module.exports = { run }

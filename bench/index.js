@@ -1,0 +1,50 @@
+'use strict'
+// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|fastify]
+// Every figure is a ratio or a difference measured side by side in this run (the machine is shared
+// and noisy): never an absolute time. Servers run in child processes (bench/server.js).
+// Exit code: 1 when a correctness check fails (a leaked deadline, a request left in flight, a wrong
+// answer); ratios off their target are reported as MISS but do not fail the run (noise).
+const { parseArgs, stopAllChildren, table } = require('./lib')
+
+const SECTIONS = {
+  throughput: require('./throughput'),
+  deadline: require('./deadline'),
+  memory: require('./memory'),
+  fastify: require('./fastify')
+}
+
+async function main () {
+  const args = parseArgs(process.argv.slice(2))
+  for (const name of args.only ?? []) if (!(name in SECTIONS)) throw new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`)
+  const watchdogMs = args.quick ? 120_000 : 360_000
+  const watchdog = setTimeout(async () => {
+    console.error(`bench: still running after ${watchdogMs / 1000} s, stopping`)
+    await stopAllChildren()
+    process.exit(2)
+  }, watchdogMs)
+  const started = Date.now()
+  console.log(`hangup-guard bench${args.quick ? ' (--quick)' : ''}, node ${process.version}\n`)
+  const summary = []
+  for (const [name, section] of Object.entries(SECTIONS)) {
+    if (args.only !== null && !args.only.has(name)) continue
+    console.log(`== ${name} ==`)
+    const t0 = Date.now()
+    summary.push(...await section.run(args))
+    console.log(`(${name}: ${((Date.now() - t0) / 1000).toFixed(1)} s)\n`)
+  }
+  clearTimeout(watchdog)
+  console.log(`== summary (${((Date.now() - started) / 1000).toFixed(0)} s) ==`)
+  const verdict = (r) => r.ok === null ? '' : r.ok ? 'ok' : r.hard ? 'FAIL' : 'MISS'
+  table([['section', 'metric', 'value', 'target', ''], ...summary.map((r) => [r.section, r.metric, r.value, r.target, verdict(r)])], 'llrll')
+  const failed = summary.filter((r) => r.hard && !r.ok)
+  if (failed.length > 0) {
+    console.log(`\nFAIL: ${failed.map((r) => `${r.section}: ${r.metric}`).join('; ')}`)
+    process.exitCode = 1
+  }
+}
+
+main().catch(async (err) => {
+  console.error(err)
+  await stopAllChildren()
+  process.exit(1)
+})

@@ -1,0 +1,113 @@
+'use strict'
+// Helpers shared by the bench sections: child servers (fork), small statistics, formatting.
+const { fork } = require('node:child_process')
+const path = require('node:path')
+
+const children = new Set()
+
+/**
+ * Starts bench/server.js in its own process (so the load generator does not share the server's
+ * event loop) and resolves once it listens on 127.0.0.1. `call(cmd)` asks it something over IPC.
+ */
+function startServer (mode, options = {}, execArgv = []) {
+  const child = fork(path.join(__dirname, 'server.js'), [mode, JSON.stringify(options)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  let nextId = 0
+  const waiting = new Map()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`bench server '${mode}' did not start within 15 s`)), 15_000)
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server '${mode}' exited (${code}) before listening`)) })
+    child.on('message', (msg) => {
+      if (msg.type === 'listening') {
+        clearTimeout(timer)
+        resolve({
+          mode,
+          port: msg.port,
+          url: `http://127.0.0.1:${msg.port}`,
+          child,
+          call (cmd, timeoutMs = 30_000) {
+            const id = ++nextId
+            return new Promise((resolve, reject) => {
+              const t = setTimeout(() => { waiting.delete(id); reject(new Error(`bench server '${mode}': no reply to '${cmd}'`)) }, timeoutMs)
+              waiting.set(id, (reply) => { clearTimeout(t); resolve(reply) })
+              child.send({ id, cmd })
+            })
+          },
+          stop () { return stopChild(child) }
+        })
+      } else if (msg.type === 'reply') {
+        waiting.get(msg.id)?.(msg.value)
+        waiting.delete(msg.id)
+      } else if (msg.type === 'skip') {
+        clearTimeout(timer)
+        reject(Object.assign(new Error(msg.reason), { skip: true }))
+      }
+    })
+  })
+}
+
+/** Ends one child we started, by its handle (SIGTERM, then SIGKILL after 2 s). */
+function stopChild (child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    const kill = setTimeout(() => child.kill('SIGKILL'), 2000)
+    child.once('exit', () => { clearTimeout(kill); resolve() })
+    child.kill('SIGTERM')
+  })
+}
+
+function stopAllChildren () {
+  return Promise.all([...children].map(stopChild))
+}
+
+function parseArgs (argv) {
+  const args = { quick: false, only: null }
+  for (const a of argv) {
+    if (a === '--quick') args.quick = true
+    else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
+    else throw new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|fastify`)
+  }
+  return args
+}
+
+function percentile (values, p) {
+  if (values.length === 0) return NaN
+  const sorted = values.slice().sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
+}
+const median = (values) => percentile(values, 50)
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const fmt = (n, digits = 2) => Number.isFinite(n) ? n.toFixed(digits) : String(n)
+
+/**
+ * Prints rows (arrays of strings) as an aligned table, first row as the header. `align` has one
+ * letter per column, 'l' or 'r'; by default the first column is left-aligned, the others right.
+ */
+function table (rows, align = 'l' + 'r'.repeat(rows[0].length - 1)) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)))
+  const line = (r) => r.map((c, i) => (align[i] === 'l' ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd()
+  console.log(line(rows[0]))
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const r of rows.slice(1)) console.log(line(r))
+}
+
+/**
+ * Runs `fn(i)` for i in [0, total) with at most `concurrency` at once; stops issuing new work after
+ * `maxMs` (the count actually done is returned).
+ */
+async function runBounded (total, concurrency, maxMs, fn) {
+  let next = 0
+  let done = 0
+  const until = Date.now() + maxMs
+  const worker = async () => {
+    while (next < total && Date.now() <= until) {
+      await fn(next++)
+      done++
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, total) }, worker))
+  return done
+}
+
+module.exports = { startServer, stopChild, stopAllChildren, parseArgs, percentile, median, sleep, fmt, table, runBounded }

@@ -1,0 +1,122 @@
+'use strict'
+// A bench server, run in its own process by bench/lib.js startServer():
+//   node bench/server.js <mode> '<json options>'
+// It listens on 127.0.0.1 (random port), reports { type: 'listening', port } over IPC, answers
+// { id, cmd } messages ('measure'), and exits when the parent goes away.
+const http = require('node:http')
+const fs = require('node:fs')
+const path = require('node:path')
+const { configureServerTimeouts } = require('../dist/index.js')
+const { deadlineSchedulerState } = require('../dist/deadline.js')
+
+const mode = process.argv[2]
+const options = JSON.parse(process.argv[3] ?? '{}')
+let guard = null // the ServerGuard, when the mode has one
+let slowHandlerWon = 0 // memory mode: /slow handlers that found their response not yet answered by the guard
+
+function hello (req, res) {
+  res.writeHead(200, { 'content-type': 'text/plain' })
+  res.end('hello world')
+}
+
+const modes = {
+  // (a) throughput
+  'http-bare': () => http.createServer(hello),
+  'http-guarded': () => {
+    const server = http.createServer(hello)
+    guard = configureServerTimeouts(server, {})
+    return server
+  },
+  // (b) deadline timeliness: the guard's 504 at D vs a handler's own setTimeout(D)
+  'deadline-bare': () => http.createServer((req, res) => {
+    setTimeout(() => {
+      res.writeHead(504, { 'content-type': 'application/problem+json' })
+      res.end('{"status":504,"detail":"answered by the handler\'s own timer"}')
+    }, options.deadlineMs)
+  }),
+  'deadline-guarded': () => {
+    const server = http.createServer(() => {}) // never answers: the guard does, at handlerTimeout
+    guard = configureServerTimeouts(server, { handlerTimeout: options.deadlineMs })
+    return server
+  },
+  // (c) memory: /fast answers at once; /slow and /abort answer after slowMs, past the budget
+  // (the guard answers /slow with 504; the client leaves /abort before the budget is spent).
+  memory: () => {
+    const server = http.createServer((req, res) => {
+      if (req.url === '/fast') return hello(req, res)
+      setTimeout(() => {
+        if (req.url === '/slow' && !res.headersSent) slowHandlerWon++
+        res.end('late')
+      }, options.slowMs)
+    })
+    guard = configureServerTimeouts(server, { handlerTimeout: options.budgetMs })
+    return server
+  },
+  // (d) Fastify
+  'fastify-plain': () => fastifyApp(null),
+  'fastify-guard': () => {
+    const file = path.join(__dirname, '..', 'dist', 'fastify.js')
+    if (!fs.existsSync(file)) return { skip: 'dist/fastify.js does not exist (lib/fastify.ts not built yet)' }
+    const mod = require(file)
+    const plugin = typeof mod === 'function'
+      ? mod
+      : mod.default ?? mod.hangupGuard ?? mod.fastifyHangupGuard ??
+        Object.values(mod).find((v) => typeof v === 'function' && v[Symbol.for('skip-override')] === true)
+    if (typeof plugin !== 'function') return { skip: `dist/fastify.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
+    return fastifyApp((app) => app.register(plugin, {}))
+  },
+  'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), {
+    maxEventLoopDelay: 1000,
+    maxEventLoopUtilization: 0.98
+  }))
+}
+
+async function fastifyApp (register) {
+  const app = require('fastify')({ logger: false })
+  if (register !== null) register(app)
+  app.get('/', async () => 'hello world')
+  await app.ready()
+  return app
+}
+
+async function measure () {
+  for (let i = 0; i < 4; i++) {
+    global.gc?.()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  global.gc?.()
+  return {
+    gcExposed: typeof global.gc === 'function',
+    heapUsed: process.memoryUsage().heapUsed,
+    scheduler: deadlineSchedulerState(),
+    stats: guard?.stats() ?? null,
+    slowHandlerWon
+  }
+}
+
+async function main () {
+  const make = modes[mode]
+  if (make === undefined) throw new Error(`unknown bench server mode '${mode}'`)
+  const made = await make()
+  if (made.skip !== undefined) {
+    process.send({ type: 'skip', reason: made.skip }, () => process.disconnect())
+    return
+  }
+  let port
+  if (typeof made.listen === 'function' && made.server !== undefined) { // Fastify instance
+    await made.listen({ port: 0, host: '127.0.0.1' })
+    port = made.server.address().port
+  } else {
+    await new Promise((resolve) => made.listen(0, '127.0.0.1', resolve))
+    port = made.address().port
+  }
+  process.on('message', async (msg) => {
+    const value = msg.cmd === 'measure' ? await measure() : null
+    process.send({ type: 'reply', id: msg.id, value })
+  })
+  process.send({ type: 'listening', port })
+}
+
+process.on('disconnect', () => process.exit(0))
+main().catch((err) => { console.error(err); process.exit(1) })

@@ -1,0 +1,251 @@
+/**
+ * Per-server pressure evaluator over the shared sampler. It judges each sample (once a second),
+ * never a request: the request path only reads `reason`. A NaN reading counts as pressure (fail
+ * closed); a reading that was never available (no cgroup) is reported and not judged.
+ */
+import { toMs, type Duration } from './duration'
+import { HG_ERR_OPT_RANGE, HG_ERR_OPT_TYPE } from './errors'
+import type { Sampler } from './sampler'
+
+/** Pressure set at a limit clears only at this fraction of it, so a reading hovering there does not flap. */
+export const PRESSURE_HYSTERESIS = 0.9
+
+export interface PressureOptions {
+  /**
+   * Event-loop delay above which the server is under pressure (ms, or '1s'), judged on the p99 of
+   * the last 1 s window (not the mean, which hides stalls). At 1 s every request waits a second
+   * before its handler starts: past any GC pause, and before typical 5–30 s budgets run out.
+   * `false` or 0 turns the check off.
+   * @default 1000 (ms)
+   */
+  maxEventLoopDelay?: Duration | false
+  /**
+   * Share of the last window the event loop was busy (0..1). Off by default: a loop at 99% with
+   * short tasks still answers quickly; the delay check sees the case that hurts.
+   * @default false
+   */
+  maxEventLoopUtilization?: number | false
+  /** V8 heap used (bytes). @default 90% of V8's heap_size_limit */
+  maxHeapUsedBytes?: number | false
+  /** Resident set size (bytes). @default 90% of the cgroup memory limit when there is one, else off */
+  maxRssBytes?: number | false
+  /**
+   * Sustained CFS throttling: throttled periods / periods over the last 5 s (0..1).
+   * @default 0.5 when the cgroup has a CPU limit, else off
+   */
+  maxThrottledRatio?: number | false
+  /**
+   * Your own check (database reachable…), run in the background every healthCheckInterval, never
+   * per request. Anything but `true`, a throw or a rejection marks the server unhealthy.
+   * @default false
+   */
+  healthCheck?: (() => boolean | Promise<boolean>) | false
+  /** Time between two runs of healthCheck (ms, or '5s'); a run still pending after it fails. @default 5000 (ms) */
+  healthCheckInterval?: Duration
+  /** Seconds sent in Retry-After with a pressure 503; `false` or 0 sends none. @default 5 (s) */
+  retryAfter?: number | false
+}
+
+export type PressureCheckName = 'eventLoop:delay' | 'eventLoop:utilization' | 'memory:heapUsed' | 'memory:rss' | 'cpu:throttling' | 'application:healthCheck'
+
+/** One enabled check, updated in place on each sample. */
+export interface PressureCheck {
+  readonly name: PressureCheckName
+  readonly unit: 'ms' | 'ratio' | 'bytes' | 'boolean'
+  /** The threshold (for the health check: 1, meaning "must pass"). */
+  readonly limit: number
+  /** 'option', or how the default was derived. */
+  readonly limitSource: string
+  /** The last reading; null before the first one, or when the figure is not available. */
+  observed: number | null
+  /** Wall-clock epoch ms of the last reading; 0 before the first one. */
+  observedAt: number
+  failing: boolean
+  /** Why it fails, for people; null when it does not. */
+  reason: string | null
+}
+
+export interface Pressure {
+  /** Null when every check passes, else the first failing check's reason. Hot-path field. */
+  readonly reason: string | null
+  /** The Retry-After value to send with a pressure 503, in seconds; 0: send none. */
+  readonly retryAfterSeconds: number
+  readonly checks: readonly PressureCheck[]
+  check (name: PressureCheckName): PressureCheck | undefined
+  /** Stops listening to the sampler (the sampler itself belongs to the caller). */
+  close (): void
+}
+
+type Reader = (sampler: Sampler) => number | null
+const READERS: Record<Exclude<PressureCheckName, 'application:healthCheck'>, [string, Reader]> = {
+  'eventLoop:delay': ['eventLoopDelay', s => s.sample.eventLoopDelayP99Ms],
+  'eventLoop:utilization': ['eventLoopUtilization', s => s.sample.eventLoopUtilization],
+  'memory:heapUsed': ['heapUsedBytes', s => s.sample.heapUsedBytes],
+  'memory:rss': ['rssBytes', s => s.sample.rssBytes],
+  'cpu:throttling': ['throttledRatio', s => s.sample.throttledRatio]
+}
+
+class Evaluator implements Pressure {
+  reason: string | null = null
+  readonly checks: PressureCheck[] = []
+  readonly retryAfterSeconds: number
+  private closed = false
+  private healthRun = 0
+  private healthRunStartedAt = -Infinity
+  private healthRunning = false
+  private readonly healthIntervalMs: number
+  private readonly listener = (sampler: Sampler): void => this.evaluate(sampler)
+
+  constructor (private readonly sampler: Sampler, options: PressureOptions, private readonly healthCheck: (() => boolean | Promise<boolean>) | null) {
+    const { limits, sample } = sampler
+    this.add('eventLoop:delay', 'ms', duration('maxEventLoopDelay', options.maxEventLoopDelay, 1000), 'default: 1000 ms')
+    this.add('eventLoop:utilization', 'ratio', ratio('maxEventLoopUtilization', options.maxEventLoopUtilization, 0), '')
+    this.add('memory:heapUsed', 'bytes', bytes('maxHeapUsedBytes', options.maxHeapUsedBytes, Math.floor(0.9 * sample.heapLimitBytes)),
+      `default: 90% of V8 heap_size_limit (${mib(sample.heapLimitBytes)})`)
+    const memoryLimit = limits.memory.limitBytes
+    this.add('memory:rss', 'bytes', bytes('maxRssBytes', options.maxRssBytes, memoryLimit === null ? 0 : Math.floor(0.9 * memoryLimit)),
+      `default: 90% of the cgroup memory limit (${memoryLimit === null ? '' : mib(memoryLimit)}, ${limits.memory.source})`)
+    this.add('cpu:throttling', 'ratio', ratio('maxThrottledRatio', options.maxThrottledRatio, limits.cpu.limitCores === null ? 0 : 0.5),
+      `default: 0.5 under a CPU limit of ${limits.cpu.limitCores} cores (${limits.cpu.source})`)
+    this.healthIntervalMs = toMs('healthCheckInterval', options.healthCheckInterval ?? 5000)
+    if (healthCheck !== null) {
+      this.add('application:healthCheck', 'boolean', [1, true], 'option')
+      this.runHealthCheck(performance.now())
+    }
+    const retryAfter = options.retryAfter ?? 5
+    if (retryAfter !== false && (typeof retryAfter !== 'number' || !Number.isInteger(retryAfter) || retryAfter < 0)) {
+      throw typeof retryAfter === 'number'
+        ? new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0, or false')
+        : new HG_ERR_OPT_TYPE('retryAfter', retryAfter, 'a whole number of seconds, or false')
+    }
+    this.retryAfterSeconds = retryAfter === false ? 0 : retryAfter
+    sampler.onSample(this.listener)
+  }
+
+  check (name: PressureCheckName): PressureCheck | undefined {
+    return this.checks.find(c => c.name === name)
+  }
+
+  close (): void {
+    this.closed = true
+    this.sampler.offSample(this.listener)
+  }
+
+  private add (name: PressureCheckName, unit: PressureCheck['unit'], limit: [number, boolean], defaultSource: string): void {
+    if (limit[0] > 0) this.checks.push({ name, unit, limit: limit[0], limitSource: limit[1] ? 'option' : defaultSource, observed: null, observedAt: 0, failing: false, reason: null })
+  }
+
+  private evaluate (sampler: Sampler): void {
+    const now = performance.now()
+    const at = performance.timeOrigin + sampler.sample.at
+    let reason: string | null = null
+    for (const c of this.checks) {
+      if (c.name === 'application:healthCheck') {
+        if (this.healthRunning && now - this.healthRunStartedAt > this.healthIntervalMs) {
+          this.settle(++this.healthRun, false, `healthCheck still pending after ${Math.round(now - this.healthRunStartedAt)} ms`)
+        } else if (!this.healthRunning && now - this.healthRunStartedAt >= this.healthIntervalMs) {
+          this.runHealthCheck(now)
+        }
+      } else {
+        const [label, read] = READERS[c.name]
+        judge(c, label, read(sampler), at)
+      }
+      reason ??= c.reason
+    }
+    this.reason = reason
+  }
+
+  private runHealthCheck (now: number): void {
+    const run = ++this.healthRun
+    this.healthRunning = true
+    this.healthRunStartedAt = now
+    try {
+      Promise.resolve(this.healthCheck!()).then(
+        ok => this.settle(run, ok === true, ok === true ? null : `healthCheck returned ${String(ok)}`),
+        (err: unknown) => this.settle(run, false, `healthCheck failed: ${message(err)}`))
+    } catch (err) {
+      this.settle(run, false, `healthCheck threw: ${message(err)}`)
+    }
+  }
+
+  /** Records a run's outcome; a run that was given up on (pending too long) is ignored. */
+  private settle (run: number, ok: boolean, reason: string | null): void {
+    if (run !== this.healthRun || this.closed) return
+    this.healthRunning = false
+    const c = this.check('application:healthCheck')!
+    c.observed = ok ? 1 : 0
+    c.observedAt = Date.now()
+    c.failing = !ok
+    c.reason = reason
+    // A failure shows at once (not at the next sample); a pass clears at the next evaluation.
+    if (!ok) this.reason ??= reason
+  }
+}
+
+function judge (c: PressureCheck, label: string, value: number | null, at: number): void {
+  c.observed = value
+  c.observedAt = at
+  if (value === null) {
+    c.failing = false
+    c.reason = null
+  } else if (Number.isNaN(value)) {
+    c.failing = true
+    c.reason = `${label} unreadable (NaN), counted as pressure`
+  } else if (value > c.limit) {
+    c.failing = true
+    c.reason = `${label} ${show(c.unit, value)} > ${show(c.unit, c.limit)}`
+  } else if (c.failing && value > c.limit * PRESSURE_HYSTERESIS) {
+    c.reason = `${label} ${show(c.unit, value)}, until <= ${show(c.unit, c.limit * PRESSURE_HYSTERESIS)}`
+  } else {
+    c.failing = false
+    c.reason = null
+  }
+}
+
+function message (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function show (unit: PressureCheck['unit'], value: number): string {
+  if (unit === 'ms') return `${Math.round(value)} ms`
+  if (unit === 'bytes') return mib(value)
+  return String(Math.round(value * 1000) / 1000)
+}
+
+function mib (bytes: number): string {
+  return `${Math.round(bytes / 1048576)} MiB`
+}
+
+/** [limit, set by the user]; a limit of 0 means off. */
+function duration (name: string, value: Duration | false | undefined, fallback: number): [number, boolean] {
+  if (value === undefined) return [fallback, false]
+  return [value === false ? 0 : toMs(name, value), true]
+}
+
+function ratio (name: string, value: number | false | undefined, fallback: number): [number, boolean] {
+  if (value === undefined) return [fallback, false]
+  if (value === false) return [0, true]
+  if (typeof value !== 'number') throw new HG_ERR_OPT_TYPE(name, value, 'a ratio between 0 and 1, or false')
+  if (!(value >= 0 && value <= 1)) throw new HG_ERR_OPT_RANGE(name, value, 'a ratio between 0 and 1 (0 or false: off)')
+  return [value, true]
+}
+
+function bytes (name: string, value: number | false | undefined, fallback: number): [number, boolean] {
+  if (value === undefined) return [fallback, false]
+  if (value === false) return [0, true]
+  if (typeof value !== 'number') throw new HG_ERR_OPT_TYPE(name, value, 'a number of bytes, or false')
+  if (!(Number.isSafeInteger(value) && value >= 0)) throw new HG_ERR_OPT_RANGE(name, value, 'a whole number of bytes >= 0 (0 or false: off)')
+  return [value, true]
+}
+
+/**
+ * Starts judging the shared sampler's readings for one server. Validates the options (coded
+ * TypeError/RangeError naming the option); close() stops it.
+ */
+export function createPressure (sampler: Sampler, options: PressureOptions = {}): Pressure {
+  const healthCheck = options.healthCheck ?? false
+  if (healthCheck !== false && typeof healthCheck !== 'function') {
+    throw new HG_ERR_OPT_TYPE('healthCheck', healthCheck, 'a function returning a boolean or a promise of one, or false')
+  }
+  return new Evaluator(sampler, options, healthCheck === false ? null : healthCheck)
+}

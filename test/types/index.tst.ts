@@ -1,0 +1,44 @@
+import http from 'node:http'
+import { expect } from 'tstyche'
+import {
+  configureServerTimeouts, planTimeouts, deadlineOf, errors,
+  type ServerGuard, type TimeoutPlan, type PlanEntry, type Deadline, type StatsSnapshot, type Incident, type PresetName
+} from '../../lib/index'
+
+const server = http.createServer()
+
+expect(configureServerTimeouts(server)).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { upstream: 'aws-alb', handlerTimeout: '30s' }).plan).type.toBe<TimeoutPlan>()
+expect(configureServerTimeouts(server, { upstream: { kind: 'l4', idleTimeout: 350_000 } }).stats()).type.toBe<StatsSnapshot>()
+expect(configureServerTimeouts(server, { onIncident: (i) => { expect(i).type.toBe<Incident>() } })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { exclude: ['/sse/*', /^\/ws/] })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { exclude: (req) => req.url === '/x' })).type.toBe<ServerGuard>()
+
+expect(configureServerTimeouts(server, { upstream: 'aws-albb' })).type.toRaiseError()
+expect(configureServerTimeouts(server, { upstream: { kind: 'l7', idleTimeout: 1 } })).type.toRaiseError()
+expect(configureServerTimeouts(server, { handlerTimeout: true })).type.toRaiseError()
+expect(configureServerTimeouts(server, { timeoutStatus: 500 })).type.toRaiseError()
+expect(configureServerTimeouts(server, { handlerTimout: 5 })).type.toRaiseError()
+
+const plan = planTimeouts({ upstream: 'nginx' })
+expect(plan.keepAliveTimeout).type.toBe<PlanEntry>()
+expect(plan.keepAliveTimeout.value).type.toBe<number>()
+expect(plan.keepAliveTimeout.source).type.toBe<'derived' | 'explicit' | 'default'>()
+expect(plan.advice).type.toBe<readonly string[]>()
+expect(plan.explain()).type.toBe<string>()
+expect(plan).type.not.toHaveProperty('keepalive')
+
+http.createServer((req, res) => {
+  const d = deadlineOf(req)
+  expect(d).type.toBe<Deadline | null>()
+  if (d !== null) {
+    expect(d.signal).type.toBe<AbortSignal>()
+    expect(d.remaining()).type.toBe<number>()
+    expect(d.extend(100)).type.toBe<void>()
+    expect(d.extend('1s')).type.toRaiseError()
+  }
+  res.end()
+})
+
+expect<PresetName>().type.toBeAssignableFrom<'aws-alb'>()
+expect(new errors.HG_ERR_DEADLINE(5).code).type.toBe<string>()
