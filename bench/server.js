@@ -4,6 +4,7 @@
 // It listens on 127.0.0.1 (random port), reports { type: 'listening', port } over IPC, answers
 // { id, cmd } messages ('measure'), and exits when the parent goes away.
 const http = require('node:http')
+const { performance } = require('node:perf_hooks')
 const fs = require('node:fs')
 const path = require('node:path')
 const { configureServerTimeouts } = require('../dist/index.js')
@@ -12,6 +13,7 @@ const { deadlineSchedulerState } = require('../dist/deadline.js')
 const mode = process.argv[2]
 const options = JSON.parse(process.argv[3] ?? '{}')
 let guard = null // the ServerGuard, when the mode has one
+const elapsed = [] // deadline modes: server-side ms from the request's arrival to its answer (bounded)
 let slowHandlerWon = 0 // memory mode: /slow handlers that found their response not yet answered by the guard
 
 function hello (req, res) {
@@ -29,14 +31,19 @@ const modes = {
   },
   // (b) deadline timeliness: the guard's 504 at D vs a handler's own setTimeout(D)
   'deadline-bare': () => http.createServer((req, res) => {
+    const t0 = performance.now()
     setTimeout(() => {
+      if (elapsed.length < 100_000) elapsed.push(performance.now() - t0)
       res.writeHead(504, { 'content-type': 'application/problem+json' })
       res.end('{"status":504,"detail":"answered by the handler\'s own timer"}')
     }, options.deadlineMs)
   }),
   'deadline-guarded': () => {
     const server = http.createServer(() => {}) // never answers: the guard does, at handlerTimeout
-    guard = configureServerTimeouts(server, { handlerTimeout: options.deadlineMs })
+    guard = configureServerTimeouts(server, {
+      handlerTimeout: options.deadlineMs,
+      onIncident: (incident) => { if (elapsed.length < 100_000) elapsed.push(incident.elapsedMs) }
+    })
     return server
   },
   // (c) memory: /fast answers at once; /slow and /abort answer after slowMs, past the budget
@@ -112,7 +119,7 @@ async function main () {
     port = made.address().port
   }
   process.on('message', async (msg) => {
-    const value = msg.cmd === 'measure' ? await measure() : null
+    const value = msg.cmd === 'measure' ? await measure() : msg.cmd === 'elapsed' ? elapsed.splice(0) : null
     process.send({ type: 'reply', id: msg.id, value })
   })
   process.send({ type: 'listening', port })

@@ -119,3 +119,14 @@ export const HG_ERR_DRAINING = createError(
 /** Drain */
 export const HG_ERR_SHUTDOWN = createError<[number]>(
   'HG_ERR_SHUTDOWN', 'The server shut down: its drain deadline (%d ms) passed before the handler answered', 503)
+
+/** Fastify */
+export const HG_ERR_FASTIFY_OPTION_CONFLICT = createError<[string, unknown, string, string]>(
+  'HG_ERR_FASTIFY_OPTION_CONFLICT', "Fastify option '%s' (%j) contradicts the hangup-guard plan: %s. %s", 500, RangeError)
+export const HG_ERR_FASTIFY_ROUTE_CONFIG = createError<[string, string, string, unknown]>(
+  'HG_ERR_FASTIFY_ROUTE_CONFIG', "Route '%s': %s must be %s, got %j", 500, TypeError)
+export const HG_ERR_FASTIFY_ROUTE_BUDGET = createError<[string, string, number, string]>(
+  'HG_ERR_FASTIFY_ROUTE_BUDGET', "Route '%s': %s %d ms is too long: %s", 500, RangeError)
+export const HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED = createError(
+  'HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED',
+  "Option 'underPressure' sets thresholds, but @fastify/under-pressure is already registered on this instance and a second registration would sample twice. Set the thresholds on your own registration and drop 'underPressure' (hangup-guard still answers its 503s with a coded body), or remove your registration", 500, TypeError)

@@ -76,7 +76,7 @@ t.test('a blocked main thread is a stall, seen by the next request even before t
   const overdue = sampler.backlogStallMs(performance.now())
   t.ok(overdue >= 300, `the overdue tick counts as the stall in progress: ${overdue} ms`)
   await sleep(0) // the late tick runs in the next timers phase
-  t.equal(sampler.stalls.length, count + 1)
+  t.equal(sampler.stalls.length, count + 1, `stalls: ${JSON.stringify(sampler.stalls)}`)
   const stall = sampler.stalls.at(-1)!
   // Tolerance: the stall starts at the last on-time tick, up to one tick (20 ms) before the block.
   t.ok(stall.durationMs >= 300 && stall.durationMs < 300 + TICK_MS + 50, `stall ${stall.durationMs} ms`)
@@ -86,7 +86,7 @@ t.test('a blocked main thread is a stall, seen by the next request even before t
   t.equal(sampler.lastStallDurationMs, stall.durationMs)
   t.equal(sampler.backlogStallMs(performance.now()), stall.durationMs, 'requests right after it are its backlog')
   await sleep(BACKLOG_WINDOW_MS + 50)
-  t.equal(sampler.backlogStallMs(performance.now()), 0, 'later traffic is not')
+  t.equal(sampler.backlogStallMs(performance.now()), 0, `later traffic is not: ${JSON.stringify(sampler.stalls.map(s => [s.startedAt - stall.startedAt, s.durationMs]))}`)
 })
 
 t.test('a busy loop under the threshold is no stall', async t => {
@@ -144,7 +144,6 @@ for (const where of ['a timer callback', 'a request handler']) {
     const agent = new Agent({ keepAlive: true, maxSockets: QUEUED })
     t.teardown(() => agent.destroy())
     const warm = await Promise.all(Array.from({ length: QUEUED }, () => request(port, '/', agent)))
-    t.same(warm.map(r => r.backlogMs), Array(QUEUED).fill(0), 'no stall yet')
     const blocked = once(child, 'message')
     let blocker: Promise<Reply> | null = null
     if (where === 'a timer callback') child.send({ block: STALL_MS })
