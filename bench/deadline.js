@@ -5,7 +5,7 @@
 // alike. Times are measured by the client, from sending the request to the response's arrival.
 const { Pool } = require('undici')
 const { performance } = require('node:perf_hooks')
-const { startServer, runBounded, percentile, fmt, table } = require('./lib')
+const { startServer, runBounded, percentile, median, fmt, table } = require('./lib')
 
 const DEADLINE_MS = 200
 const CONCURRENCY = 16
@@ -21,8 +21,9 @@ async function batch (pool, count, into) {
 }
 
 async function run ({ quick }) {
-  const perServer = quick ? 200 : 800
-  console.log(`D = ${DEADLINE_MS} ms, ${perServer} requests per server, ${CONCURRENCY} concurrent per server, both servers at once`)
+  const rounds = quick ? 2 : 4
+  const perRound = quick ? 100 : 200
+  console.log(`D = ${DEADLINE_MS} ms, ${rounds} rounds of ${perRound} requests per server, ${CONCURRENCY} concurrent per server, both servers at once`)
   const servers = {}
   const pools = {}
   try {
@@ -32,7 +33,16 @@ async function run ({ quick }) {
     for (const name of ['bare', 'guard']) pools[name] = new Pool(servers[name].url, { connections: CONCURRENCY })
     await Promise.all(['bare', 'guard'].map((name) => batch(pools[name], CONCURRENCY * 2, []))) // warm-up, not counted
     await Promise.all(['bare', 'guard'].map((name) => servers[name].call('elapsed'))) // drop the warm-up's
-    await Promise.all(['bare', 'guard'].map((name) => batch(pools[name], perServer, seen[name])))
+    const roundDiffs = [] // p99(guard) - p99(bare) of each round: a stall of the machine spoils one round, not the median
+    for (let round = 0; round < rounds; round++) {
+      const now = { bare: [], guard: [] }
+      await Promise.all(['bare', 'guard'].map((name) => batch(pools[name], perRound, now[name])))
+      const p99 = (xs) => percentile(xs.map((x) => x.ms), 99)
+      roundDiffs.push(p99(now.guard) - p99(now.bare))
+      console.log(`  round ${round + 1}/${rounds}: p99 bare ${fmt(p99(now.bare))} ms, guard ${fmt(p99(now.guard))} ms, difference ${fmt(roundDiffs[round])} ms`)
+      seen.bare.push(...now.bare)
+      seen.guard.push(...now.guard)
+    }
     const serverSide = { bare: await servers.bare.call('elapsed'), guard: await servers.guard.call('elapsed') }
     const describe = (label, ms, statuses) =>
       [label, String(ms.length), statuses, fmt(percentile(ms, 50)), fmt(percentile(ms, 99)), fmt(Math.max(...ms))]
@@ -44,13 +54,16 @@ async function run ({ quick }) {
       describe('server-side, guard: arrival to answer', serverSide.guard, '')])
     const p99 = (xs) => percentile(xs.map((x) => x.ms), 99)
     const p50 = (xs) => percentile(xs.map((x) => x.ms), 50)
-    const diff99 = p99(seen.guard) - p99(seen.bare)
+    const diff99 = median(roundDiffs)
+    const pooled99 = p99(seen.guard) - p99(seen.bare)
     const diff50 = p50(seen.guard) - p50(seen.bare)
-    console.log(`\np99(guard) - p99(bare) = ${fmt(diff99)} ms (target <= 5 ms); p50 difference ${fmt(diff50)} ms`)
+    console.log(`\np99(guard) - p99(bare), client-side: median over rounds ${fmt(diff99)} ms (target <= 5 ms), all rounds pooled ${fmt(pooled99)} ms; p50 difference ${fmt(diff50)} ms`)
     const wrongStatus = seen.guard.filter((x) => x.statusCode !== 504).length
     return [
-      { section: 'deadline', metric: 'p99(guard) - p99(bare)', value: `${fmt(diff99)} ms`, target: '<= 5 ms', ok: diff99 <= 5 },
+      { section: 'deadline', metric: 'p99(guard) - p99(bare), median of rounds', value: `${fmt(diff99)} ms`, target: '<= 5 ms', ok: diff99 <= 5 },
+      { section: 'deadline', metric: 'p99(guard) - p99(bare), pooled', value: `${fmt(pooled99)} ms`, target: '', ok: null },
       { section: 'deadline', metric: 'p50(guard) - p50(bare)', value: `${fmt(diff50)} ms`, target: '', ok: null },
+      { section: 'deadline', metric: 'server-side p99(guard) - p99(bare)', value: `${fmt(percentile(serverSide.guard, 99) - percentile(serverSide.bare, 99))} ms`, target: '', ok: null },
       { section: 'deadline', metric: 'guard answers that were not 504', value: String(wrongStatus), target: '0', ok: wrongStatus === 0, hard: true }
     ]
   } finally {

@@ -12,7 +12,7 @@ async function run ({ quick }) {
     console.log('SKIPPED: dist/fastify.js does not exist yet (lib/fastify.ts not written or not built).')
     return [{ section: 'fastify', metric: 'skipped', value: 'no dist/fastify.js', target: '', ok: null }]
   }
-  const opts = quick ? { rounds: 1, seconds: 1, warmup: 0.5 } : { rounds: 5, seconds: 2.5, warmup: 1.5 }
+  const opts = quick ? { rounds: 1, seconds: 1, warmup: 0.5 } : { rounds: 4, seconds: 2.5, warmup: 1.5 }
   console.log(`autocannon: 50 connections, pipelining 1, ${opts.seconds} s per run, ${opts.rounds} round(s), order rotated each round`)
   let results
   try {

@@ -76,7 +76,12 @@ function percentile (values, p) {
   const sorted = values.slice().sort((a, b) => a - b)
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
 }
-const median = (values) => percentile(values, 50)
+function median (values) {
+  if (values.length === 0) return NaN
+  const sorted = values.slice().sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const fmt = (n, digits = 2) => Number.isFinite(n) ? n.toFixed(digits) : String(n)
 

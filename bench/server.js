@@ -7,7 +7,7 @@ const http = require('node:http')
 const { performance } = require('node:perf_hooks')
 const fs = require('node:fs')
 const path = require('node:path')
-const { configureServerTimeouts } = require('../dist/index.js')
+const { configureServerTimeouts, deadlineOf } = require('../dist/index.js')
 const { deadlineSchedulerState } = require('../dist/deadline.js')
 
 const mode = process.argv[2]
@@ -15,6 +15,7 @@ const options = JSON.parse(process.argv[3] ?? '{}')
 let guard = null // the ServerGuard, when the mode has one
 const elapsed = [] // deadline modes: server-side ms from the request's arrival to its answer (bounded)
 let slowHandlerWon = 0 // memory mode: /slow handlers that found their response not yet answered by the guard
+const slowHandlerWins = [] // ...and, up to 20 since the last 'measure', when they ran (diagnostics)
 
 function hello (req, res) {
   res.writeHead(200, { 'content-type': 'text/plain' })
@@ -51,8 +52,15 @@ const modes = {
   memory: () => {
     const server = http.createServer((req, res) => {
       if (req.url === '/fast') return hello(req, res)
+      const t0 = performance.now()
       setTimeout(() => {
-        if (req.url === '/slow' && !res.headersSent) slowHandlerWon++
+        if (req.url === '/slow' && !res.headersSent) {
+          slowHandlerWon++
+          const deadline = deadlineOf(req)
+          if (slowHandlerWins.length < 20) {
+            slowHandlerWins.push({ elapsedMs: Math.round(performance.now() - t0), remainingMs: deadline?.remaining() ?? null })
+          }
+        }
         res.end('late')
       }, options.slowMs)
     })
@@ -70,7 +78,9 @@ const modes = {
       : mod.default ?? mod.hangupGuard ?? mod.fastifyHangupGuard ??
         Object.values(mod).find((v) => typeof v === 'function' && v[Symbol.for('skip-override')] === true)
     if (typeof plugin !== 'function') return { skip: `dist/fastify.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
-    return fastifyApp((app) => app.register(plugin, {}))
+    // As documented (docs/api.md, Fastify plugin): factory options from fastifyServerOptions, then the plugin.
+    const serverOptions = typeof mod.fastifyServerOptions === 'function' ? mod.fastifyServerOptions({}) : {}
+    return fastifyApp((app) => app.register(plugin, {}), serverOptions)
   },
   'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), {
     maxEventLoopDelay: 1000,
@@ -78,8 +88,8 @@ const modes = {
   }))
 }
 
-async function fastifyApp (register) {
-  const app = require('fastify')({ logger: false })
+async function fastifyApp (register, serverOptions = {}) {
+  const app = require('fastify')({ ...serverOptions, logger: false })
   if (register !== null) register(app)
   app.get('/', async () => 'hello world')
   await app.ready()
@@ -98,7 +108,8 @@ async function measure () {
     heapUsed: process.memoryUsage().heapUsed,
     scheduler: deadlineSchedulerState(),
     stats: guard?.stats() ?? null,
-    slowHandlerWon
+    slowHandlerWon,
+    slowHandlerWins: slowHandlerWins.splice(0)
   }
 }
 
@@ -119,7 +130,9 @@ async function main () {
     port = made.address().port
   }
   process.on('message', async (msg) => {
-    const value = msg.cmd === 'measure' ? await measure() : msg.cmd === 'elapsed' ? elapsed.splice(0) : null
+    const value = msg.cmd === 'measure'
+      ? await measure()
+      : msg.cmd === 'elapsed' ? elapsed.splice(0) : msg.cmd === 'cpu' ? process.cpuUsage() : null
     process.send({ type: 'reply', id: msg.id, value })
   })
   process.send({ type: 'listening', port })

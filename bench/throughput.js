@@ -1,13 +1,18 @@
 'use strict'
 // (a) Throughput: autocannon (keep-alive, 50 connections, pipelining 1) against a bare node:http hello
 // world and the same app with configureServerTimeouts(server, {}), each server in its own process.
-// Two bare processes (A and B) run too: their ratio (A/A) shows how noisy the machine is.
+// Two bare processes (A and B) run too: their ratio (A/A) shows how noisy the machine is. Besides
+// req/s and p99 it reports the server process's CPU time per request (process.cpuUsage around each
+// run), which a busy shared machine disturbs much less than throughput.
 const autocannon = require('autocannon')
 const { startServer, median, fmt, table } = require('./lib')
 
-async function cannon (url, seconds) {
-  const r = await autocannon({ url, connections: 50, pipelining: 1, duration: seconds })
-  return { rps: r.requests.average, p99: r.latency.p99, errors: r.errors + r.timeouts + r.non2xx }
+async function cannon (server, seconds) {
+  const cpu0 = await server.call('cpu')
+  const r = await autocannon({ url: server.url, connections: 50, pipelining: 1, duration: seconds })
+  const cpu1 = await server.call('cpu')
+  const cpuUs = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+  return { rps: r.requests.average, p99: r.latency.p99, cpu: cpuUs / Math.max(1, r.requests.total), errors: r.errors + r.timeouts + r.non2xx }
 }
 
 /**
@@ -24,14 +29,15 @@ async function abRounds (servers, { rounds, seconds, warmup }) {
       byLabel[label] = await startServer(servers[label])
       started.push(byLabel[label])
     }
-    for (const label of labels) await cannon(byLabel[label].url, warmup) // JIT warm-up, not counted
+    for (const label of labels) await cannon(byLabel[label], warmup) // JIT warm-up, not counted
     const results = Object.fromEntries(labels.map((label) => [label, []]))
     for (let round = 0; round < rounds; round++) {
       for (let k = 0; k < labels.length; k++) {
         const label = labels[(round + k) % labels.length]
-        const r = await cannon(byLabel[label].url, seconds)
+        const r = await cannon(byLabel[label], seconds)
         results[label].push(r)
-        console.log(`  round ${round + 1}/${rounds}  ${label.padEnd(16)} ${fmt(r.rps, 0).padStart(7)} req/s  p99 ${fmt(r.p99, 1)} ms${r.errors ? `  errors/non-2xx ${r.errors}` : ''}`)
+        console.log(`  round ${round + 1}/${rounds}  ${label.padEnd(16)} ${fmt(r.rps, 0).padStart(7)} req/s  p99 ${fmt(r.p99, 1).padStart(5)} ms  ` +
+          `server CPU ${fmt(r.cpu, 1)} µs/req${r.errors ? `  errors/non-2xx ${r.errors}` : ''}`)
       }
     }
     return results
@@ -47,14 +53,18 @@ function pairedRatio (results, label, refLabels, key) {
 
 /** Prints the per-server medians; returns summary rows for `compare` ({ name: [label, refLabels, target?] }). */
 function report (section, results, compare) {
-  table([['server', 'req/s (median)', 'p99 ms (median)', 'errors/non-2xx'],
-    ...Object.entries(results).map(([label, rs]) => [label, fmt(median(rs.map((r) => r.rps)), 0), fmt(median(rs.map((r) => r.p99)), 1), String(rs.reduce((n, r) => n + r.errors, 0))])])
+  table([['server', 'req/s (median)', 'p99 ms (median)', 'server CPU µs/req (median)', 'errors/non-2xx'],
+    ...Object.entries(results).map(([label, rs]) => [label, fmt(median(rs.map((r) => r.rps)), 0), fmt(median(rs.map((r) => r.p99)), 1),
+      fmt(median(rs.map((r) => r.cpu)), 1), String(rs.reduce((n, r) => n + r.errors, 0))])])
   const rows = []
   for (const [name, [label, refs, target]] of Object.entries(compare)) {
     const rps = pairedRatio(results, label, refs, 'rps')
     const p99 = pairedRatio(results, label, refs, 'p99')
+    const cpu = pairedRatio(results, label, refs, 'cpu')
+    const cpuTarget = target ? 2 - target : null // the same budget, as cost: 0.97 of the throughput = 1.03 of the CPU
     rows.push({ section, metric: `${name} req/s`, value: fmt(rps, 3), target: target ? `>= ${target}` : '', ok: target ? rps >= target : null })
     rows.push({ section, metric: `${name} p99 latency`, value: fmt(p99, 3), target: '', ok: null })
+    rows.push({ section, metric: `${name} server CPU per request`, value: fmt(cpu, 3), target: cpuTarget ? `<= ${fmt(cpuTarget)}` : '', ok: cpuTarget ? cpu <= cpuTarget : null })
   }
   console.log('')
   table([['ratio (median of per-round ratios)', 'value', 'target'], ...rows.map((r) => [r.metric, r.value, r.target])], 'lrl')

@@ -69,7 +69,8 @@ async function scenarioSlowHandler () {
 // ignores the server's `Keep-Alive: timeout=` hint, as ALB, nginx and most non-Node clients do.
 // Node 20 closes an idle keep-alive socket keepAliveTimeout + 1 s after the response (its keep-alive
 // buffer), so the bare server (keepAliveTimeout 500) closes at ~1.5 s while the proxy still holds
-// the connection as usable until 2 s: a request the proxy sends then is reset (a 502 at a real proxy).
+// the connection as usable until 2 s: a request the proxy sends then is lost (a 502 at a real proxy).
+// (With a proxy idle timeout of 1 s there would be no race on Node 20: the server would close last.)
 // Guarded, keepAliveTimeout is planned above the proxy's idle timeout: the proxy always closes first.
 const PROXY_IDLE_MS = 2000
 
@@ -146,7 +147,7 @@ function printTable (rows) {
   const table = [['scenario', 'bare: what clients saw', 'guarded: what clients saw'],
     ...rows.map((r) => [r.scenario, describe(r.bare), describe(r.guarded)])]
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)))
-  const line = (r) => r.map((cell, i) => cell.padEnd(widths[i])).join(' | ')
+  const line = (r) => r.map((cell, i) => cell.padEnd(widths[i])).join(' | ').trimEnd()
   console.log(line(table[0]))
   console.log(widths.map((w) => '-'.repeat(w)).join('-+-'))
   for (const r of table.slice(1)) console.log(line(r))

@@ -12,13 +12,36 @@ import { type GuardOptions, checkKnownKeys, resolveGuardOptions } from './option
 import { Guard } from './guard'
 import { applyPlan, type AppliedPlan } from './apply'
 import { kGuard } from './symbols'
+import { acquireSampler, type Sampler } from './sampler'
+import { createPressure, type Pressure, type PressureOptions } from './pressure'
+import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
+import { buildHealth, type HealthAnswer, type HealthKind } from './health'
 
-export type HangupGuardOptions = PlanOptions & GuardOptions
+/** Stall detection, load shedding and health: the parts that watch the process, not a request. */
+export interface WatchOptions {
+  /**
+   * Load shedding thresholds (503 + Retry-After before any handler work), also judged by
+   * readiness. `false` turns shedding off, stall shedding included (health still reports).
+   * @default {} (event-loop delay p99 1 s, heap 90% of V8's limit, RSS 90% of the cgroup memory limit, throttling 0.5 under a CPU limit)
+   */
+  pressure?: PressureOptions | false
+  /** Off-main-thread stall watchdog (a worker thread); false turns it off. @default {} */
+  watchdog?: WatchdogOptions | false
+}
+
+export type HangupGuardOptions = PlanOptions & GuardOptions & WatchOptions
+
+const NO_PRESSURE: PressureOptions = { maxEventLoopDelay: false, maxEventLoopUtilization: false, maxHeapUsedBytes: false, maxRssBytes: false, maxThrottledRatio: false }
 
 export interface Binding {
   readonly server: Server
   readonly guard: Guard
   readonly applied: AppliedPlan
+  readonly sampler: Sampler
+  readonly pressure: Pressure
+  readonly watchdog: Watchdog | null
+  /** The liveness or readiness answer now. */
+  health (kind: HealthKind): HealthAnswer
   /** Removes what bindServer installed and restores the previous timeouts. */
   unbind (): void
 }
@@ -54,16 +77,54 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   checkKnownKeys(options, extraKeys)
   const plan = planTimeouts(options)
   const guard = new Guard(plan, resolveGuardOptions(options, plan))
+  if (options.pressure !== undefined && options.pressure !== false && (options.pressure === null || typeof options.pressure !== 'object')) {
+    throw new HG_ERR_OPT_TYPE('pressure', options.pressure, 'an object of thresholds, or false')
+  }
+  if (options.watchdog !== undefined && options.watchdog !== false && (options.watchdog === null || typeof options.watchdog !== 'object')) {
+    throw new HG_ERR_OPT_TYPE('watchdog', options.watchdog, '{ logAfter, onStall }, or false')
+  }
+  const sampler = acquireSampler()
+  let pressure: Pressure
+  let watchdog: Watchdog | null = null
+  try {
+    pressure = createPressure(sampler, options.pressure === false ? NO_PRESSURE : options.pressure)
+    if (options.watchdog !== false) watchdog = acquireWatchdog(options.watchdog)
+  } catch (err) {
+    sampler.release()
+    throw err
+  }
+  if (options.pressure !== false) {
+    guard.stall = sampler
+    guard.pressure = pressure
+  }
+  const planJson = JSON.parse(JSON.stringify(plan)) as unknown
+  guard.healthOf = (kind) => buildHealth(kind, {
+    pressure,
+    sampler,
+    watchdog,
+    plan: planJson,
+    stats: () => guard.stats.snapshot(),
+    draining: () => guard.drainPhase === 0 ? null : `draining (${guard.drainState().phase})`
+  })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
   const binding: Binding = {
     server,
     guard,
     applied,
+    sampler,
+    pressure,
+    watchdog,
+    health: (kind) => (guard.healthOf as (kind: HealthKind) => HealthAnswer)(kind),
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
       applied.restore()
+      pressure.close()
+      watchdog?.release()
+      sampler.release()
+      guard.stall = null
+      guard.pressure = null
       delete target[kGuard]
     }
   }

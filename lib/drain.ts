@@ -285,6 +285,14 @@ function drainTimesFor (guard: Guard, options: DrainOptions): { drainDelay: numb
   return resolveDrainTimes(options, delayDefault, guard.options.drainTimeout, 'drain().')
 }
 
+/** Why readiness fails while the server drains (the health module's `draining` source), else null. */
+export function drainingReason (guard: Guard): string | null {
+  const s = guard.drainState()
+  if (s.phase === 'serving') return null
+  const since = s.startedAt === null ? '' : ` since ${new Date(s.startedAt).toISOString()}`
+  return `draining (${s.phase})${since}: delay ${s.delayMs} ms, hard deadline ${s.timeoutMs} ms`
+}
+
 /** Hard deadline now for the drain under way on this guard; false when none is. */
 export function forceDrain (guard: Guard): boolean {
   if (guard.drainRun === null) return false

@@ -17,6 +17,7 @@ import { Stats, type IncidentCause } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending } from './symbols'
+import { type HealthAnswer, type HealthKind, serializeHealth } from './health'
 import type { DrainRun, DrainState } from './drain'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
@@ -210,7 +211,7 @@ export class Guard implements PendingOwner {
       const err = bodyArriving ? new HG_ERR_REQUEST_BODY_TIMEOUT(socket.timeout ?? 0) : new HG_ERR_SOCKET_TIMEOUT(socket.timeout ?? 0)
       const cause: IncidentCause = bodyArriving ? 'body-timeout' : 'socket-timeout'
       if (p !== undefined && !p.done) {
-        this.interrupt(p, err, cause, bodyArriving ? 408 : 504, true)
+        this.interrupt(p, err, cause, bodyArriving ? 408 : this.options.timeoutStatus, true)
       } else if (!res.headersSent && !isAnswered(res) && sendAnswer(res.req, res, err, { close: true })) {
         this.stats.record('answered', cause, err.statusCode, err.code, res.req.method ?? '', res.req.url ?? '', pathOf(res.req.url), 0)
       } else {
@@ -220,6 +221,28 @@ export class Guard implements PendingOwner {
       return
     }
     setImmediate(closeIfStillIdle, socket, this, socket.bytesRead)
+  }
+
+  /** Builds a health answer (set by bind.ts from the sampler, pressure and watchdog). */
+  healthOf: ((kind: HealthKind) => HealthAnswer) | null = null
+
+  /** Which health probe a request is, or null. Probes are never shed and never guarded. */
+  healthKind (req: IncomingMessage): HealthKind | null {
+    const o = this.options
+    if (o.livenessPath === null || this.healthOf === null) return null
+    const url = req.url ?? ''
+    if (url === o.livenessPath || (url.startsWith(o.livenessPath) && url[o.livenessPath.length] === '?')) return 'liveness'
+    if (url === o.readinessPath || (url.startsWith(o.readinessPath as string) && url[(o.readinessPath as string).length] === '?')) return 'readiness'
+    return null
+  }
+
+  /** Answers a health probe on a raw response (plain http). */
+  serveHealthRaw (req: IncomingMessage, res: ServerResponse, kind: HealthKind): void {
+    const answer = (this.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
+    const body = serializeHealth(answer.body)
+    this.stats.healthChecks++
+    res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
+    res.end(req.method === 'HEAD' ? undefined : body)
   }
 
   /** Refuses a request with an explicit answer on a raw response (plain http). */

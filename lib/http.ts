@@ -10,6 +10,7 @@ import type { Guard } from './guard'
 import { type HangupGuardOptions, bindServer } from './bind'
 import { HG_ERR_CLOSED } from './errors'
 import type { StatsSnapshot } from './stats'
+import type { HealthAnswer, HealthKind } from './health'
 import type { DrainOptions } from './options'
 import { type DrainResult, startDrain } from './drain'
 import { type SignalHandlers, drainOnSignals, readHandleSignals } from './signals'
@@ -24,9 +25,11 @@ export interface ServerGuard {
   explain (): string
   /** Counters (docs/api.md#counters). */
   stats (): StatsSnapshot
+  /** The liveness or readiness document now (what /livez and /readyz answer). */
+  health (kind?: HealthKind): HealthAnswer
   /**
    * Drains the server (options `drain: { delay, timeout }`, overridable per call) and closes it;
-   * never calls process.exit. Every call returns the promise of the first. docs/api.md#drain
+   * never calls process.exit. Every call returns the promise of the first.
    */
   drain (options?: DrainOptions): Promise<DrainResult>
   /** Removes everything installed: request guard, 'timeout' listener, signal handlers; restores the previous timeouts. */
@@ -43,6 +46,11 @@ type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
  * (then no listener runs).
  */
 function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
+  const health = guard.healthKind(req)
+  if (health !== null) {
+    guard.serveHealthRaw(req, res, health)
+    return false
+  }
   const now = performance.now()
   const budget = guard.budgetFor(req)
   const refusal = guard.verdict(budget, now)
@@ -80,6 +88,7 @@ export function configureServerTimeouts (server: Server, options: HangupGuardOpt
     plan,
     explain: () => `${plan.explain()}\n${applied.notes.map((n) => `applied: ${n}`).join('\n')}`,
     stats: () => guard.stats.snapshot(),
+    health: (kind: HealthKind = 'readiness') => binding.health(kind),
     drain: (drainOptions?: DrainOptions) => closed && guard.drainRun === null ? Promise.reject(new HG_ERR_CLOSED()) : startDrain(server, guard, drainOptions),
     close (): void {
       if (closed) return

@@ -64,7 +64,7 @@ export const DEFAULT_RETRY_AFTER_S = 5
 export const DEFAULT_DRAIN_DELAY_MS = 5_000 // 5 seconds: endpoint removal usually propagates within it
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000 // 30 seconds: Kubernetes' default terminationGracePeriodSeconds
 
-const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain', 'handleSignals'] as const
+const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain', 'handleSignals', 'pressure', 'watchdog'] as const
 const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'keepAliveTimeout', 'headersTimeout', 'requestTimeout', 'connectionsCheckingInterval'] as const
 
 /** Throws HG_ERR_OPT_UNKNOWN for a key no part of the package reads (a typo must not pass silently). */

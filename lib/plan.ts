@@ -177,14 +177,14 @@ export function planTimeouts (options: PlanOptions = {}): TimeoutPlan {
     handler = entry(0, 'explicit', 'Disabled: no per-request deadline; the guard never answers 504 on its own.')
   } else if (options.handlerTimeout !== undefined) {
     const v = toMs('handlerTimeout', options.handlerTimeout)
-    handler = entry(v, 'explicit', v === 0 ? 'Disabled (0): no per-request deadline.' : `Set explicitly: the guard answers 504 when a handler has not started its response after ${formatMs(v)}.`)
+    handler = entry(v, 'explicit', v === 0 ? 'Disabled (0): no per-request deadline.' : `Set explicitly: the guard answers 504 for a handler that has not answered after ${formatMs(v)} (a response already streaming is cut and counted).`)
   } else if (up.responseTimeout !== null && up.responseTimeout - marginFor(explicitMargin, up.responseTimeout) < DEFAULT_HANDLER_TIMEOUT_MS) {
     const v = up.responseTimeout - marginFor(explicitMargin, up.responseTimeout)
     if (v <= 0) throw new HG_ERR_OPT_RANGE('upstream.responseTimeout', up.responseTimeout, `a duration longer than the margin ${marginFor(explicitMargin, up.responseTimeout)} ms`)
     handler = entry(v, 'derived', `${up.title} gives up after ${formatMs(up.responseTimeout)}; the guard answers 504 first, a margin earlier.`)
   } else {
     handler = entry(DEFAULT_HANDLER_TIMEOUT_MS, 'default', up.responseTimeout === null
-      ? 'Default budget: the guard answers 504 when a handler has not started its response after 30 s.'
+      ? 'Default budget: the guard answers 504 for a handler that has not answered after 30 s (a response already streaming is cut and counted).'
       : `Default budget, below ${up.title}'s ${formatMs(up.responseTimeout)} response timeout, so the server answers before the upstream gives up.`)
   }
   const handlerMargin = marginFor(explicitMargin, handler.value)

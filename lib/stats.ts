@@ -108,7 +108,7 @@ export class Stats {
       }
     } else if (kind === 'cut') {
       if (cause === 'deadline') this.cutDeadline++
-      else if (cause === 'socket-timeout') this.cutSocketTimeout++
+      else if (cause === 'socket-timeout' || cause === 'body-timeout') this.cutSocketTimeout++
       else this.cutShutdown++
     } else {
       this.clientGone++

@@ -1,9 +1,10 @@
 import t from 'tap'
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { readContainerLimits, readThrottling, type ContainerLimits } from '../lib/cgroup'
+import { enter, makeLimitedCgroup, removeCgroup } from './fixtures/limited-cgroup'
 
 const FIXTURES = join(__dirname, 'fixtures', 'cgroup')
 
@@ -143,49 +144,22 @@ t.test('this host: the v1 root cpu cgroup without quota reads as no limit', { sk
   if (raw !== '' && Number(raw) >= 2 ** 62) t.equal(limits.memory.limitBytes, null, `${raw} is no limit`)
 })
 
-/** Makes a cgroup limited to 0.2 cores (v1 cpu controller or v2 cpu.max), or says why it cannot. */
-function makeLimitedCgroup (): { dir: string } | string {
-  if (process.platform !== 'linux') return 'not Linux'
-  const v1 = existsSync(V1_QUOTA)
-  const v2 = !v1 && existsSync('/sys/fs/cgroup/cgroup.controllers') &&
-    readFileSync('/sys/fs/cgroup/cgroup.subtree_control', 'utf8').split(/\s+/).includes('cpu')
-  if (!v1 && !v2) return 'no cpu controller to limit'
-  const dir = v1 ? `/sys/fs/cgroup/cpu/hg-test-${process.pid}` : `/sys/fs/cgroup/hg-test-${process.pid}`
-  try {
-    mkdirSync(dir)
-  } catch (err) {
-    return `cannot create a cgroup: ${(err as Error).message}`
-  }
-  try {
-    if (v1) {
-      writeFileSync(join(dir, 'cpu.cfs_period_us'), '100000')
-      writeFileSync(join(dir, 'cpu.cfs_quota_us'), '20000')
-    } else {
-      writeFileSync(join(dir, 'cpu.max'), '20000 100000')
-    }
-  } catch (err) {
-    rmdirSync(dir)
-    return `cannot set a quota: ${(err as Error).message}`
-  }
-  return { dir }
-}
-
 t.test('a Kubernetes-style CPU limit (0.2 cores) is seen from inside, with throttling', async t => {
-  const made = makeLimitedCgroup()
+  const made = makeLimitedCgroup(0.2)
   if (typeof made === 'string') return t.plan(0, made)
   const child = fork(join(__dirname, 'fixtures', 'cgroup-child.ts'), ['500'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
   const exited = once(child, 'exit')
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL')
     await exited // rmdir fails with EBUSY while the child is still in the cgroup
-    rmdirSync(made.dir)
+    removeCgroup(made)
   })
   t.equal((await once(child, 'message'))[0], 'ready')
-  writeFileSync(join(made.dir, 'cgroup.procs'), String(child.pid))
+  enter(made, child.pid!)
   child.send('go')
   const [limits] = await once(child, 'message') as [ContainerLimits]
   t.equal(limits.cpu.limitCores, 0.2)
-  t.equal(limits.cpu.source, join(made.dir, limits.version === 'v1' ? 'cpu.cfs_quota_us' : 'cpu.max'))
+  t.equal(limits.cpu.source, join(made.dir, made.version === 'v1' ? 'cpu.cfs_quota_us' : 'cpu.max'))
   t.ok(limits.throttling !== null && limits.throttling.throttledPeriods > 0,
     `throttled in some periods while spinning 500 ms at 0.2 cores: ${JSON.stringify(limits.throttling)}`)
   t.ok(limits.throttling !== null && limits.throttling.throttledMs > 0)

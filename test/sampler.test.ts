@@ -78,15 +78,18 @@ t.test('a blocked main thread is a stall, seen by the next request even before t
   await sleep(0) // the late tick runs in the next timers phase
   t.equal(sampler.stalls.length, count + 1, `stalls: ${JSON.stringify(sampler.stalls)}`)
   const stall = sampler.stalls.at(-1)!
-  // Tolerance: the stall starts at the last on-time tick, up to one tick (20 ms) before the block.
-  t.ok(stall.durationMs >= 300 && stall.durationMs < 300 + TICK_MS + 50, `stall ${stall.durationMs} ms`)
+  // Tolerance: the stall starts at the last on-time tick, up to one tick (20 ms) before the block,
+  // and ends when the late tick runs; 100 ms more allows for a loaded machine (CI, 2 cores).
+  t.ok(stall.durationMs >= 300 && stall.durationMs < 300 + TICK_MS + 100, `stall ${stall.durationMs} ms`)
   t.equal(stall.endedAt - stall.startedAt, stall.durationMs)
   t.ok(Math.abs(stall.startedAtEpochMs - (Date.now() - (performance.now() - stall.startedAt))) < 5, 'wall-clock start')
   t.equal(sampler.lastStallEndedAt, stall.endedAt)
   t.equal(sampler.lastStallDurationMs, stall.durationMs)
-  t.equal(sampler.backlogStallMs(performance.now()), stall.durationMs, 'requests right after it are its backlog')
+  // At least: if the machine itself descheduled us since, a newer stall is overdue and longer.
+  t.ok(sampler.backlogStallMs(performance.now()) >= stall.durationMs, 'requests right after it are its backlog')
   await sleep(BACKLOG_WINDOW_MS + 50)
-  t.equal(sampler.backlogStallMs(performance.now()), 0, `later traffic is not: ${JSON.stringify(sampler.stalls.map(s => [s.startedAt - stall.startedAt, s.durationMs]))}`)
+  const later = sampler.backlogStallMs(performance.now())
+  t.ok(later === 0 || sampler.stalls.at(-1) !== stall, `later traffic is not (${later} ms, from a newer stall if not 0)`)
 })
 
 t.test('a busy loop under the threshold is no stall', async t => {
@@ -143,7 +146,7 @@ for (const where of ['a timer callback', 'a request handler']) {
     // block, possibly before the late tick (the case the overdue check covers).
     const agent = new Agent({ keepAlive: true, maxSockets: QUEUED })
     t.teardown(() => agent.destroy())
-    const warm = await Promise.all(Array.from({ length: QUEUED }, () => request(port, '/', agent)))
+    await Promise.all(Array.from({ length: QUEUED }, () => request(port, '/', agent)))
     const blocked = once(child, 'message')
     let blocker: Promise<Reply> | null = null
     if (where === 'a timer callback') child.send({ block: STALL_MS })
@@ -160,6 +163,8 @@ for (const where of ['a timer callback', 'a request handler']) {
     // Fresh traffic well past the backlog window (100 ms) and its catch-up extension.
     await sleep(300)
     const fresh = await Promise.all(Array.from({ length: 5 }, (_, i) => request(port, '/', i % 2 === 0 ? agent : false)))
-    t.same(fresh.map(r => r.backlogMs), [0, 0, 0, 0, 0])
+    // Not charged with our stall (0, unless the loaded machine stalled the child on its own).
+    for (const { backlogMs } of fresh) t.ok(backlogMs < STALL_MS - 100, `fresh request saw ${backlogMs} ms`)
+    t.ok(fresh.some(r => r.backlogMs === 0))
   })
 }

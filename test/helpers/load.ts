@@ -85,7 +85,7 @@ export function startLoad (options: LoadOptions): Load {
   const agent = client === 'agent' ? new http.Agent({ keepAlive: true, maxSockets: connections }) : null
   const pool = client === 'undici' ? new Pool(`http://127.0.0.1:${port}`, { connections }) : null
   const counts: LoadCounts = { sent: 0, ok: 0, unavailable: 0, unavailableCodes: {}, other: 0, errors: 0, errorCodes: {}, connectionClose: 0 }
-  let stopped = false
+  const state = { stopped: false }
   let finished = 0
   const waiters: Array<{ n: number, resolve: () => void }> = []
 
@@ -97,7 +97,7 @@ export function startLoad (options: LoadOptions): Load {
   }
 
   async function user (): Promise<void> {
-    while (!stopped && counts.sent < maxRequests) {
+    while (!state.stopped && counts.sent < maxRequests) {
       const path = pathOf(counts.sent++)
       try {
         const a = pool !== null ? await viaUndici(pool, path) : await viaNodeHttp(port, path, agent ?? false)
@@ -132,7 +132,7 @@ export function startLoad (options: LoadOptions): Load {
       if (finished >= n) return Promise.resolve()
       return new Promise((resolve) => waiters.push({ n, resolve }))
     },
-    stop (): void { stopped = true },
+    stop (): void { state.stopped = true },
     done
   }
 }

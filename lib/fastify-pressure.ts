@@ -1,0 +1,52 @@
+/**
+ * Composition with @fastify/under-pressure: it samples and decides, hangup-guard answers. Its
+ * `pressureHandler` (global when hangup-guard registers it, per route through
+ * `config.pressureHandler` when you did) answers 503 HG_ERR_OVERLOADED with the same body and
+ * Retry-After as every other 503 of the guard, counted in the guard's stats.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
+import { bindingOf } from './bind'
+import { HG_ERR_OVERLOADED } from './errors'
+import { pendingOf } from './pending'
+import type { Refusal } from './guard'
+import type { ResolvedUnderPressure, RouteConfigSlots } from './fastify-options'
+import { answerPayload } from './fastify-answer'
+
+/** fastify-plugin name of @fastify/under-pressure (what `app.hasPlugin()` looks for). */
+export const UNDER_PRESSURE_NAME = '@fastify/under-pressure'
+
+function describe (type: string, value: number | undefined): string {
+  if (value === undefined) return type
+  // under-pressure turns a window without readings (NaN) into Infinity: pressure, fail closed.
+  if (!Number.isFinite(value)) return `${type} unreadable`
+  switch (type) {
+    case underPressure.TYPE_EVENT_LOOP_DELAY: return `${type} ${Math.round(value)} ms`
+    case underPressure.TYPE_HEAP_USED_BYTES:
+    case underPressure.TYPE_RSS_BYTES: return `${type} ${Math.round(value / 1048576)} MiB`
+    default: return `${type} ${Math.round(value * 1000) / 1000}`
+  }
+}
+
+/**
+ * under-pressure's pressureHandler. It returns the payload, so under-pressure sends it and stops
+ * the hook chain (a handler that sent and returned nothing would let the request go on).
+ */
+export function onPressure (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): string | Error {
+  const err = new HG_ERR_OVERLOADED(describe(type, value))
+  const binding = bindingOf(request.server.server)
+  if (binding === undefined) return answerPayload(reply, err, {})
+  const guard = binding.guard
+  // Not yet counted when under-pressure's onRequest hook ran before hangup-guard's.
+  if (pendingOf(request.raw) === undefined) guard.stats.requests++
+  const refusal: Refusal = { error: err, cause: 'overload', close: false }
+  guard.recordRefusal(request.raw, refusal, err.statusCode, (request.routeOptions.config as RouteConfigSlots).url ?? null)
+  return answerPayload(reply, err, { retryAfter: guard.options.retryAfter })
+}
+
+/** Registers @fastify/under-pressure on `app` with the given thresholds and hangup-guard's answers. */
+export async function registerUnderPressure (app: FastifyInstance, options: ResolvedUnderPressure): Promise<void> {
+  // Declared as returning void; under-pressure sends what a pressureHandler returns.
+  const pressureHandler = onPressure as unknown as FastifyUnderPressureOptions['pressureHandler']
+  await app.register(underPressure, { ...options, pressureHandler })
+}

@@ -1,0 +1,117 @@
+/**
+ * Composition with @fastify/under-pressure on real sockets: one registration, and its 503s
+ * answered with hangup-guard's coded body, Retry-After and counters.
+ */
+import t from 'tap'
+import net from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import Fastify, { type FastifyInstance } from 'fastify'
+import underPressure from '@fastify/under-pressure'
+import { request as undiciRequest } from 'undici'
+import hangupGuard from '../lib/fastify'
+
+async function listen (app: FastifyInstance): Promise<number> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  return (app.server.address() as net.AddressInfo).port
+}
+
+async function fetchOnce (port: number, path = '/'): Promise<{ status: number, headers: Record<string, unknown>, body: Record<string, unknown> }> {
+  const res = await undiciRequest(`http://127.0.0.1:${port}${path}`)
+  return { status: res.statusCode, headers: res.headers, body: await res.body.json() as Record<string, unknown> }
+}
+
+const unhealthy = async (): Promise<boolean> => false
+
+for (const order of ['under-pressure first', 'hangup-guard first'] as const) {
+  t.test(`a user-registered under-pressure (${order}) is not registered twice and sheds with the coded 503`, async (t) => {
+    const app = Fastify()
+    const registerUnderPressure = (): unknown => app.register(underPressure, { healthCheck: unhealthy, healthCheckInterval: 60_000 })
+    if (order === 'under-pressure first') await registerUnderPressure()
+    await app.register(hangupGuard, { retryAfter: 4 })
+    if (order === 'hangup-guard first') await registerUnderPressure()
+    app.get('/', async () => ({ ok: true }))
+    const port = await listen(app)
+    const answer = await fetchOnce(port)
+    t.equal(answer.status, 503)
+    t.equal(answer.headers['content-type'], 'application/problem+json; charset=utf-8')
+    t.equal(answer.headers['retry-after'], '4')
+    t.same(answer.body, {
+      type: 'urn:hangup-guard:error:hg_err_overloaded',
+      title: 'Service Unavailable',
+      status: 503,
+      detail: 'The server is under pressure (healthCheck); retry later',
+      code: 'HG_ERR_OVERLOADED'
+    })
+    const stats = app.hangupGuard.stats()
+    t.equal(stats.answered.overload, 1)
+    t.equal(stats.requests, 1, 'counted once whichever hook ran first')
+    t.equal(stats.inFlight, 0)
+  })
+}
+
+t.test('thresholds with a user-registered under-pressure: HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED', async (t) => {
+  const app = Fastify()
+  await app.register(underPressure, { maxEventLoopDelay: 1000 })
+  await t.rejects(async () => { await app.register(hangupGuard, { underPressure: { maxEventLoopDelay: 500 } }) }, { code: 'HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED' })
+  await app.close()
+})
+
+t.test('underPressure: false leaves a user-registered under-pressure answering its own way', async (t) => {
+  const app = Fastify()
+  await app.register(underPressure, { healthCheck: unhealthy, healthCheckInterval: 60_000 })
+  await app.register(hangupGuard, { underPressure: false })
+  app.get('/', async () => ({ ok: true }))
+  const answer = await fetchOnce(await listen(app))
+  t.equal(answer.status, 503)
+  t.equal(answer.body.code, 'FST_UNDER_PRESSURE')
+  t.equal(app.hangupGuard.stats().answered.overload, 0)
+})
+
+t.test('hangup-guard registers under-pressure with its thresholds: a stalled loop sheds, then recovers; no status route', async (t) => {
+  const app = Fastify()
+  await app.register(hangupGuard, { handlerTimeout: 5000, underPressure: { maxEventLoopDelay: 20, sampleInterval: 200 } })
+  t.equal(app.hasPlugin('@fastify/under-pressure'), true)
+  app.get('/', async () => ({ ok: true }))
+  app.get('/block', async () => {
+    // under-pressure judges the mean delay of a sample window: (1000 + ~20 × 10 ms) / ~21 - 10 ≈ 47 ms > 20 ms.
+    const end = Date.now() + 1000
+    while (Date.now() < end);
+    return { blocked: true }
+  })
+  const port = await listen(app)
+  // under-pressure counts a window without readings as pressure, so the first answers may already be 503.
+  const blocked = await fetchOnce(port, '/block')
+  t.ok(blocked.status === 200 || blocked.body.code === 'HG_ERR_OVERLOADED', `/block: ${blocked.status}`)
+  if (blocked.status !== 200) { const end = Date.now() + 1000; while (Date.now() < end); }
+  let shed: Awaited<ReturnType<typeof fetchOnce>> | null = null
+  for (let i = 0; i < 40 && shed === null; i++) {
+    const answer = await fetchOnce(port)
+    if (answer.status === 503) shed = answer
+    else await sleep(5)
+  }
+  t.ok(shed, 'a request is shed after the stall')
+  t.equal(shed?.body.code, 'HG_ERR_OVERLOADED')
+  t.match(shed?.body.detail, /under pressure \(eventLoopDelay (\d+ ms|unreadable)\)/)
+  t.equal(shed?.headers['retry-after'], '5', "the guard's default retryAfter")
+  let recovered = false
+  for (let i = 0; i < 100 && !recovered; i++) {
+    await sleep(20)
+    recovered = (await fetchOnce(port)).status === 200
+  }
+  t.ok(recovered, 'served again once the delay is back under the threshold')
+  t.ok(app.hangupGuard.stats().answered.overload >= 1)
+  t.equal((await undiciRequest(`http://127.0.0.1:${port}/status`)).statusCode, 404, "under-pressure's status route stays off")
+  t.match(app.hangupGuard.explain(), /@fastify\/under-pressure registered by hangup-guard/)
+})
+
+t.test("underPressure.healthCheck passes through to under-pressure's health check", async (t) => {
+  const app = Fastify()
+  let calls = 0
+  await app.register(hangupGuard, { underPressure: { healthCheck: async () => { calls++; return false }, healthCheckInterval: '1s' } })
+  app.get('/', async () => ({ ok: true }))
+  const answer = await fetchOnce(await listen(app))
+  t.equal(answer.status, 503)
+  t.equal(answer.body.code, 'HG_ERR_OVERLOADED')
+  t.ok(calls >= 1)
+})

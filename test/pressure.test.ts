@@ -1,0 +1,259 @@
+import t from 'tap'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { ContainerLimits } from '../lib/cgroup'
+import { createPressure, PRESSURE_HYSTERESIS, type PressureCheck, type PressureOptions } from '../lib/pressure'
+import { acquireSampler, type Sample, type Sampler, type SampleListener } from '../lib/sampler'
+import { enter, makeLimitedCgroup, removeCgroup } from './fixtures/limited-cgroup'
+
+const HEAP_LIMIT = 4096 * 1048576
+const NO_CGROUP: ContainerLimits = {
+  version: 'none',
+  cpu: { limitCores: null, source: 'none', reason: 'no cgroup file system at /x', statPath: null },
+  memory: { limitBytes: null, source: 'none', reason: 'no cgroup file system at /x' },
+  throttling: null
+}
+const LIMITED: ContainerLimits = {
+  version: 'v2',
+  cpu: { limitCores: 0.5, source: '/sys/fs/cgroup/cpu.max', statPath: '/sys/fs/cgroup/cpu.stat' },
+  memory: { limitBytes: 512 * 1048576, source: '/sys/fs/cgroup/memory.max' },
+  throttling: { periods: 0, throttledPeriods: 0, throttledMs: 0 }
+}
+
+/** A sampler whose readings the test sets, and whose samples it emits. */
+function fakeSampler (limits = NO_CGROUP, readings: Partial<Sample> = {}): Sampler & { emit: (r?: Partial<Sample>) => void } {
+  const listeners = new Set<SampleListener>()
+  const sample: Sample = {
+    at: performance.now(),
+    windowMs: 1000,
+    eventLoopDelayP50Ms: 1,
+    eventLoopDelayP90Ms: 2,
+    eventLoopDelayP99Ms: 5,
+    eventLoopDelayMaxMs: 8,
+    eventLoopDelayMeanMs: 1,
+    eventLoopUtilization: 0.1,
+    heapUsedBytes: 100 * 1048576,
+    heapLimitBytes: HEAP_LIMIT,
+    rssBytes: 200 * 1048576,
+    throttledRatio: limits.throttling === null ? null : 0,
+    throttledMs: limits.throttling === null ? null : 0,
+    ...readings
+  }
+  const sampler = {
+    limits,
+    sample,
+    stalls: [],
+    running: true,
+    lastTickAt: 0,
+    lastStallEndedAt: -Infinity,
+    lastStallDurationMs: 0,
+    backlogStallMs: () => 0,
+    onSample: (fn: SampleListener) => { listeners.add(fn) },
+    offSample: (fn: SampleListener) => { listeners.delete(fn) },
+    setHeartbeat: () => {},
+    release: () => {},
+    emit (r: Partial<Sample> = {}) {
+      Object.assign(sample, r, { at: performance.now() })
+      for (const fn of listeners) fn(sampler)
+    }
+  }
+  return sampler
+}
+
+function limitsOf (checks: readonly PressureCheck[]): Record<string, number> {
+  return Object.fromEntries(checks.map(c => [c.name, c.limit]))
+}
+
+t.test('defaults: 1 s delay, 90% of the V8 heap; no RSS, throttling or utilisation check without cgroup limits', async t => {
+  const pressure = createPressure(fakeSampler())
+  t.same(limitsOf(pressure.checks), { 'eventLoop:delay': 1000, 'memory:heapUsed': Math.floor(0.9 * HEAP_LIMIT) })
+  t.match(pressure.check('memory:heapUsed')!.limitSource, /^default: 90% of V8 heap_size_limit \(4096 MiB\)$/)
+  t.equal(pressure.check('memory:rss'), undefined)
+  t.equal(pressure.retryAfterSeconds, 5)
+  t.equal(pressure.reason, null, 'nothing judged before the first sample')
+  pressure.close()
+})
+
+t.test('defaults under container limits: RSS at 90% of the memory limit, throttling at 0.5', async t => {
+  const pressure = createPressure(fakeSampler(LIMITED))
+  t.equal(pressure.check('memory:rss')!.limit, Math.floor(0.9 * 512 * 1048576))
+  t.match(pressure.check('memory:rss')!.limitSource, /512 MiB, \/sys\/fs\/cgroup\/memory\.max/)
+  t.equal(pressure.check('cpu:throttling')!.limit, 0.5)
+  t.match(pressure.check('cpu:throttling')!.limitSource, /CPU limit of 0\.5 cores/)
+  pressure.close()
+})
+
+t.test('each check can be set, or turned off with false or 0', async t => {
+  const all: PressureOptions = {
+    maxEventLoopDelay: '250ms', maxEventLoopUtilization: 0.95, maxHeapUsedBytes: 1e9, maxRssBytes: 2e9, maxThrottledRatio: 0.2, retryAfter: 30
+  }
+  const on = createPressure(fakeSampler(LIMITED), all)
+  t.same(limitsOf(on.checks), {
+    'eventLoop:delay': 250, 'eventLoop:utilization': 0.95, 'memory:heapUsed': 1e9, 'memory:rss': 2e9, 'cpu:throttling': 0.2
+  })
+  t.ok(on.checks.every(c => c.limitSource === 'option'))
+  t.equal(on.retryAfterSeconds, 30)
+  const off = createPressure(fakeSampler(LIMITED), {
+    maxEventLoopDelay: false, maxEventLoopUtilization: 0, maxHeapUsedBytes: false, maxRssBytes: 0, maxThrottledRatio: false, retryAfter: false
+  })
+  t.same(off.checks, [])
+  t.equal(off.retryAfterSeconds, 0)
+  on.close()
+  off.close()
+})
+
+t.test('options are validated with coded errors naming the option', async t => {
+  const s = fakeSampler()
+  const cases: Array<[PressureOptions, string, RegExp]> = [
+    [{ maxEventLoopDelay: 'soon' }, 'HG_ERR_OPT_DURATION', /maxEventLoopDelay/],
+    [{ maxEventLoopUtilization: 1.5 }, 'HG_ERR_OPT_RANGE', /maxEventLoopUtilization.*1\.5/],
+    [{ maxEventLoopUtilization: 'high' as never }, 'HG_ERR_OPT_TYPE', /maxEventLoopUtilization/],
+    [{ maxThrottledRatio: NaN }, 'HG_ERR_OPT_RANGE', /maxThrottledRatio/],
+    [{ maxHeapUsedBytes: -1 }, 'HG_ERR_OPT_RANGE', /maxHeapUsedBytes/],
+    [{ maxRssBytes: 1.5 }, 'HG_ERR_OPT_RANGE', /maxRssBytes/],
+    [{ maxRssBytes: '1GB' as never }, 'HG_ERR_OPT_TYPE', /maxRssBytes/],
+    [{ healthCheck: 'yes' as never }, 'HG_ERR_OPT_TYPE', /healthCheck/],
+    [{ healthCheckInterval: 'often' }, 'HG_ERR_OPT_DURATION', /healthCheckInterval/],
+    [{ retryAfter: 1.5 }, 'HG_ERR_OPT_RANGE', /retryAfter/],
+    [{ retryAfter: '5' as never }, 'HG_ERR_OPT_TYPE', /retryAfter/]
+  ]
+  for (const [options, code, message] of cases) t.throws(() => createPressure(s, options), { code, message }, JSON.stringify(options))
+})
+
+t.test('judged on each sample, on p99 not the mean, with hysteresis before it clears', async t => {
+  const s = fakeSampler()
+  const pressure = createPressure(s)
+  s.emit({ eventLoopDelayMeanMs: 1500, eventLoopDelayP99Ms: 50 })
+  t.equal(pressure.reason, null, 'a high mean alone is not judged')
+  s.emit({ eventLoopDelayP99Ms: 1200 })
+  t.equal(pressure.reason, 'eventLoopDelay 1200 ms > 1000 ms')
+  const check = pressure.check('eventLoop:delay')!
+  t.equal(check.failing, true)
+  t.equal(check.observed, 1200)
+  t.ok(Math.abs(check.observedAt - Date.now()) < 50, 'time of the reading (epoch ms)')
+  s.emit({ eventLoopDelayP99Ms: 950 })
+  t.equal(pressure.reason, `eventLoopDelay 950 ms, until <= ${1000 * PRESSURE_HYSTERESIS} ms`, 'held between 90% and 100%')
+  s.emit({ eventLoopDelayP99Ms: 850 })
+  t.equal(pressure.reason, null)
+  t.equal(check.failing, false)
+  s.emit({ eventLoopDelayP99Ms: 950 })
+  t.equal(pressure.reason, null, 'not set again below the limit')
+  pressure.close()
+  s.emit({ eventLoopDelayP99Ms: 5000 })
+  t.equal(pressure.reason, null, 'closed: no longer listening')
+})
+
+t.test('a NaN reading counts as pressure (fail closed); an unavailable one is not judged', async t => {
+  const s = fakeSampler(LIMITED)
+  const pressure = createPressure(s, { maxRssBytes: 1e12 })
+  s.emit({ throttledRatio: NaN })
+  t.equal(pressure.reason, 'throttledRatio unreadable (NaN), counted as pressure')
+  s.emit({ throttledRatio: 0.1, heapUsedBytes: NaN })
+  t.equal(pressure.reason, 'heapUsedBytes unreadable (NaN), counted as pressure')
+  s.emit({ heapUsedBytes: 3900 * 1048576 })
+  t.equal(pressure.reason, 'heapUsedBytes 3900 MiB > 3686 MiB')
+  pressure.close()
+  const none = fakeSampler()
+  const explicit = createPressure(none, { maxThrottledRatio: 0.3 })
+  none.emit()
+  t.equal(explicit.check('cpu:throttling')!.observed, null, 'no cgroup: nothing to read')
+  t.equal(explicit.reason, null)
+  explicit.close()
+})
+
+t.test('healthCheck: run in the background at its interval; false, a throw or a rejection is unhealthy', async t => {
+  const s = fakeSampler()
+  let calls = 0
+  let answer: () => boolean | Promise<boolean> = () => true
+  const pressure = createPressure(s, { healthCheck: () => { calls++; return answer() }, healthCheckInterval: 0 })
+  t.equal(calls, 1, 'run once at start')
+  await sleep(0)
+  t.equal(pressure.check('application:healthCheck')!.observed, 1)
+  answer = () => false
+  s.emit()
+  t.equal(calls, 2, 'again at the next sample (interval 0)')
+  await sleep(0)
+  t.equal(pressure.reason, 'healthCheck returned false', 'shown as soon as it settles')
+  answer = () => { throw new Error('boom') }
+  s.emit()
+  t.equal(pressure.reason, 'healthCheck threw: boom')
+  answer = async () => { throw new Error('db down') }
+  s.emit()
+  await sleep(0)
+  t.equal(pressure.reason, 'healthCheck failed: db down')
+  answer = async () => true
+  s.emit()
+  await sleep(0)
+  t.equal(pressure.reason, 'healthCheck failed: db down', 'a pass clears at the next evaluation')
+  s.emit()
+  t.equal(pressure.reason, null)
+  pressure.close()
+})
+
+t.test('healthCheck: a run still pending after the interval fails, and its late answer is ignored', async t => {
+  const s = fakeSampler()
+  let settle: (ok: boolean) => void = () => {}
+  const pressure = createPressure(s, { healthCheck: () => new Promise<boolean>(resolve => { settle = resolve }), healthCheckInterval: 20 })
+  const first = settle
+  s.emit()
+  t.equal(pressure.reason, null, 'pending, within its interval')
+  await sleep(30)
+  s.emit()
+  t.match(pressure.reason, /^healthCheck still pending after \d+ ms$/)
+  first(true)
+  await sleep(0)
+  t.match(pressure.reason, /^healthCheck still pending/, 'the given-up run does not count')
+  await sleep(30)
+  s.emit() // a new run starts
+  settle(true)
+  await sleep(0)
+  s.emit()
+  t.equal(pressure.reason, null)
+  pressure.close()
+})
+
+t.test('with the real sampler: a 300 ms block puts the loop under pressure for one window, then it clears', async t => {
+  const sampler = acquireSampler()
+  const pressure = createPressure(sampler, { maxEventLoopDelay: 100 })
+  const keepAlive = setTimeout(() => {}, 10_000)
+  t.teardown(() => {
+    clearTimeout(keepAlive)
+    pressure.close()
+    sampler.release()
+  })
+  const nextSample = (): Promise<void> => new Promise(resolve => {
+    const fn = (): void => { sampler.offSample(fn); resolve() }
+    sampler.onSample(fn)
+  })
+  await nextSample()
+  const end = performance.now() + 300
+  while (performance.now() < end) { /* block */ }
+  await nextSample()
+  t.match(pressure.reason, /^eventLoopDelay \d+ ms > 100 ms$/)
+  // The histogram saw one ~300 ms delay (a 10 ms timer held by the block).
+  t.ok(sampler.sample.eventLoopDelayMaxMs >= 250, `max ${sampler.sample.eventLoopDelayMaxMs} ms`)
+  await nextSample()
+  t.equal(pressure.reason, null, `an idle window clears it (p99 ${sampler.sample.eventLoopDelayP99Ms} ms)`)
+})
+
+t.test('on the real kernel: sustained CFS throttling under a 0.2-core limit is pressure by default', async t => {
+  const cgroup = makeLimitedCgroup(0.2)
+  if (typeof cgroup === 'string') return t.plan(0, cgroup)
+  const child = fork(join(__dirname, 'fixtures', 'pressure-child.ts'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = once(child, 'exit')
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL')
+    await exited
+    removeCgroup(cgroup)
+  })
+  await once(child, 'message')
+  enter(cgroup, child.pid!)
+  child.send('go')
+  const [report] = await once(child, 'message') as [{ reason: string | null, check: PressureCheck, sample: Sample }]
+  t.match(report.reason, /^throttledRatio (0\.[5-9]\d*|1) > 0\.5$/)
+  t.ok(report.sample.throttledRatio! > 0.5, `throttled in ${report.sample.throttledRatio} of the periods over 5 s`)
+  t.ok(report.sample.throttledMs! > 1000, `${report.sample.throttledMs} ms throttled over 5 s at 0.2 cores`)
+  t.match(report.check.limitSource, /^default: 0\.5 under a CPU limit of 0\.2 cores/)
+})
