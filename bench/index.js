@@ -15,7 +15,9 @@ const SECTIONS = {
 
 async function main () {
   const args = parseArgs(process.argv.slice(2))
-  for (const name of args.only ?? []) if (!(name in SECTIONS)) throw new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`)
+  for (const name of args.only ?? []) {
+    if (!(name in SECTIONS)) throw Object.assign(new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`), { usage: true })
+  }
   const watchdogMs = args.quick ? 120_000 : 360_000
   const watchdog = setTimeout(async () => {
     console.error(`bench: still running after ${watchdogMs / 1000} s, stopping`)
@@ -44,7 +46,7 @@ async function main () {
 }
 
 main().catch(async (err) => {
-  console.error(err)
+  console.error(err.usage ? `bench: ${err.message}` : err)
   await stopAllChildren()
   process.exit(1)
 })

@@ -66,7 +66,7 @@ function parseArgs (argv) {
   for (const a of argv) {
     if (a === '--quick') args.quick = true
     else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
-    else throw new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|fastify`)
+    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|fastify`), { usage: true })
   }
   return args
 }

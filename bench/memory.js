@@ -3,6 +3,8 @@
 // answers 504 at a short budget) and client-aborted (5%: the client leaves before the budget is
 // spent). The server runs in a child with --expose-gc and reports its heap after forced GC, the
 // deadline scheduler's state (no timer entry may remain) and the guard's stats (nothing in flight).
+// The guard runs with its defaults, stall shedding included: with a 20 ms budget, a stall of this
+// shared machine makes it answer some requests 503 (explicit answers, counted apart).
 const { Pool } = require('undici')
 const { startServer, runBounded, sleep, fmt, table } = require('./lib')
 
@@ -19,7 +21,8 @@ function kindOf (i) {
 
 async function drive (url, total) {
   const pool = new Pool(url, { connections: CONCURRENCY })
-  const seen = { fast200: 0, slow504: 0, slowHandlerFirst: 0, aborted: 0, abortTooLate: 0, unexpected: 0 }
+  const seen = { fast200: 0, slow504: 0, slowHandlerFirst: 0, shed503: 0, aborted: 0, abortTooLate: 0, unexpected: 0, unexpectedKinds: {} }
+  const unexpected = (what) => { seen.unexpected++; seen.unexpectedKinds[what] = (seen.unexpectedKinds[what] ?? 0) + 1 }
   const t0 = Date.now()
   const done = await runBounded(total, CONCURRENCY, MAX_RUN_MS, async (i) => {
     const kind = kindOf(i)
@@ -32,10 +35,11 @@ async function drive (url, total) {
       else if (kind === 'slow' && statusCode === 504) seen.slow504++
       else if (kind === 'slow' && statusCode === 200) seen.slowHandlerFirst++ // see the note printed below
       else if (kind === 'abort') seen.abortTooLate++ // the client's 5 ms timer ran late (busy client)
-      else seen.unexpected++
+      else if (statusCode === 503) seen.shed503++ // the guard shed it: it waited behind a stall longer than its budget
+      else unexpected(`${kind} ${statusCode}`)
     } catch (err) {
       if (kind === 'abort') seen.aborted++
-      else seen.unexpected++
+      else unexpected(`${kind} ${err.code ?? err.name}`)
     } finally {
       clearTimeout(timer)
     }
@@ -63,6 +67,7 @@ async function run ({ quick }) {
       ['requests completed by the client', `${main.done} in ${fmt(main.seconds, 1)} s (${fmt(main.done / main.seconds, 0)} req/s)`],
       ['client saw: fast 200 / slow 504 / aborted / unexpected', `${main.seen.fast200} / ${main.seen.slow504} / ${main.seen.aborted} / ${main.seen.unexpected}`],
       ['aborts sent too late (the answer came first)', String(main.seen.abortTooLate)],
+      ['503 (shed after a stall of this shared machine) / guard answered.stall + overload', `${main.seen.shed503} / ${d((x) => x.answered.stall + x.answered.overload)}`],
       ['slow: the handler answered first (200), after a stall', `${main.seen.slowHandlerFirst} (server counted ${after.slowHandlerWon - before.slowHandlerWon})`],
       ['guard stats over the run: requests', String(d((x) => x.requests))],
       ['guard stats over the run: answered.deadline / clientGone.count', `${d((x) => x.answered.deadline)} / ${d((x) => x.clientGone.count)}`],
@@ -70,6 +75,7 @@ async function run ({ quick }) {
       ['deadline scheduler: scheduled / lists / timer armed', `${after.scheduler.scheduled} / ${after.scheduler.lists} / ${after.scheduler.armed}`],
       ['heap used after forced GC: before -> after', `${fmt(before.heapUsed / 1048576)} MB -> ${fmt(after.heapUsed / 1048576)} MB`],
       ['heap growth', `${fmt(growthMb)} MB${after.gcExposed ? '' : ' (gc NOT exposed: unreliable)'}`]])
+    if (main.seen.unexpected > 0) console.log('unexpected client outcomes:', JSON.stringify(main.seen.unexpectedKinds))
     if (main.seen.slowHandlerFirst > 0) {
       const ms = after.slowHandlerWins.map((w) => w.elapsedMs)
       console.log(`note: ${main.seen.slowHandlerFirst} slow request(s) got their handler's 200 instead of the 504: their handler timer ran ` +

@@ -27,7 +27,7 @@ const modes = {
   'http-bare': () => http.createServer(hello),
   'http-guarded': () => {
     const server = http.createServer(hello)
-    guard = configureServerTimeouts(server, {})
+    guard = configureServerTimeouts(server, options.guard ?? {})
     return server
   },
   // (b) deadline timeliness: the guard's 504 at D vs a handler's own setTimeout(D)

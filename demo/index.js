@@ -4,6 +4,8 @@
 // both, and we print what the clients saw. Exits 0 only if no guarded client saw a hang up.
 const http = require('node:http')
 const net = require('node:net')
+const path = require('node:path')
+const { fork } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { configureServerTimeouts, planTimeouts } = require('../dist/index.js')
 
@@ -17,6 +19,7 @@ function stop (server) {
   server.closeAllConnections()
   server.close()
 }
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const median = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 // What one client saw: { status, ms, code? } for an answer, { error, ms } for a hang up / reset.
@@ -127,9 +130,22 @@ async function scenarioKeepAliveRace () {
   return [{ scenario: '(b) proxy reuses a connection idle 1.5-1.7 s', bare: b, guarded: g, guard }]
 }
 
-// (c) Event-loop stall: PLACE RESERVED. A CPU-bound handler blocks the loop 600 ms while other
-// requests queue; bare: late answers; guarded: 503 shedding once stall detection is in lib/.
-// Add `async function scenarioStall ()` returning rows shaped as above and spread it into `rows` in main().
+// (c) Event-loop stall: a CPU-bound handler blocks the loop 600 ms while 5 more requests queue
+// behind it. Bare: they are all answered late. Guarded (handlerTimeout 400 ms): requests that waited
+// behind a stall longer than their budget get an explicit 503 + Retry-After at once, so a proxy can
+// retry them elsewhere instead of waiting for work it has given up on.
+async function scenarioStall () {
+  const outcomes = []
+  for (const mode of ['bare', 'guarded']) {
+    const child = fork(path.join(__dirname, 'stall-server.js'), [mode])
+    const port = await new Promise((resolve) => child.once('message', resolve))
+    const blocked = get(port, '/block')
+    await sleep(100) // the server is now blocked; these requests wait in the kernel's queue
+    outcomes.push(await Promise.all([blocked, ...Array.from({ length: 5 }, () => get(port, '/'))]))
+    child.kill()
+  }
+  return [{ scenario: '(c) 1 handler blocks the loop 600 ms, 5 wait', bare: outcomes[0], guarded: outcomes[1] }]
+}
 
 // "4× 200 ~101 ms, 3× socket hang up ~301 ms": one group per outcome, with its median client time.
 function describe (outcomes) {
@@ -155,7 +171,7 @@ function printTable (rows) {
 
 async function main () {
   console.log('hangup-guard demo: the same app, bare vs configureServerTimeouts, real clients on 127.0.0.1\n')
-  const rows = [...await scenarioSlowHandler(), ...await scenarioKeepAliveRace()]
+  const rows = [...await scenarioSlowHandler(), ...await scenarioKeepAliveRace(), ...await scenarioStall()]
   printTable(rows)
   const bareHangUps = rows.reduce((n, r) => n + hangUps(r.bare), 0)
   const guardedHangUps = rows.reduce((n, r) => n + hangUps(r.guarded), 0)

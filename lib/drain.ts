@@ -84,6 +84,8 @@ export class DrainRun {
   private lingerTimer: NodeJS.Timeout | null = null
   private timedOut = false
   private forced = false
+  /** The listener is closed (phase closing or later). */
+  private closing = false
   /** The hard deadline passed: answers are flushing, then everything is destroyed. */
   private final = false
   private destroyed = false
@@ -123,7 +125,8 @@ export class DrainRun {
   }
 
   beginClosing (): void {
-    if (this.guard.drainPhase >= DrainPhase.Closing) return
+    if (this.closing || this.done) return
+    this.closing = true
     this.clearTimer('delayTimer')
     this.guard.drainPhase = DrainPhase.Closing
     this.guard.onIdle = this.onIdle

@@ -129,4 +129,4 @@ export const HG_ERR_FASTIFY_ROUTE_BUDGET = createError<[string, string, number, 
   'HG_ERR_FASTIFY_ROUTE_BUDGET', "Route '%s': %s %d ms is too long: %s", 500, RangeError)
 export const HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED = createError(
   'HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED',
-  "Option 'underPressure' sets thresholds, but @fastify/under-pressure is already registered on this instance and a second registration would sample twice. Set the thresholds on your own registration and drop 'underPressure' (hangup-guard still answers its 503s with a coded body), or remove your registration", 500, TypeError)
+  "Option 'underPressure' asks hangup-guard to register @fastify/under-pressure, but it is already registered on this instance and a second registration would sample twice. Set the thresholds on your own registration and drop 'underPressure' (hangup-guard still answers its 503s with a coded body), or remove your registration", 500, TypeError)

@@ -14,8 +14,8 @@ import {
 
 /**
  * Thresholds handed to @fastify/under-pressure when hangup-guard registers it (they pass through
- * unchanged; see its README). Its 503s are answered with hangup-guard's coded body and the
- * top-level `retryAfter`.
+ * unchanged; see its README), on top of the core's pressure verdict, which feeds its health
+ * check. Its 503s are answered with hangup-guard's coded body and the top-level `retryAfter`.
  */
 export interface UnderPressureOptions {
   /** Mean event-loop delay over a sample (ms, or '200ms') above which requests are shed. */
@@ -30,7 +30,7 @@ export interface UnderPressureOptions {
   sampleInterval?: Duration
   /** Your own check; false (or a rejection) sheds every request until it passes again. */
   healthCheck?: (app: FastifyInstance) => Promise<boolean | Record<string, unknown>>
-  /** Period of healthCheck (ms, or '5s'). @default 5000 (ms) when healthCheck is set */
+  /** Period of healthCheck (ms, or '5s'), which hangup-guard combines with the core's pressure verdict. @default 1000 (ms) */
   healthCheckInterval?: Duration
   /** under-pressure's own status route; hangup-guard keeps it off (its health routes are /livez and /readyz). @default false */
   exposeStatusRoute?: boolean | string
@@ -38,13 +38,14 @@ export interface UnderPressureOptions {
 
 export interface FastifyHangupGuardOptions extends HangupGuardOptions {
   /**
-   * @fastify/under-pressure composition. An object: hangup-guard registers it with these
+   * @fastify/under-pressure composition. true or an object: hangup-guard registers it, its health
+   * check fed with the core's pressure verdict (the `pressure` option), plus the object's own
    * thresholds. Omitted: hangup-guard registers nothing, and an under-pressure you register
    * yourself answers with hangup-guard's coded 503 (each route's `config.pressureHandler` is set,
    * unless the route has one). false: leave under-pressure alone.
    * @default undefined
    */
-  underPressure?: UnderPressureOptions | false
+  underPressure?: UnderPressureOptions | boolean
 }
 
 /** `config: { hangupGuard: { … } }` on a route. */
@@ -73,7 +74,8 @@ export interface ResolvedUnderPressure {
 /** Validates the `underPressure` option; null when hangup-guard should not register under-pressure. */
 export function readUnderPressure (value: unknown): ResolvedUnderPressure | null {
   if (value === undefined || value === false) return null
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new HG_ERR_OPT_TYPE('underPressure', value, 'an object of thresholds, or false')
+  if (value === true) return { exposeStatusRoute: false }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new HG_ERR_OPT_TYPE('underPressure', value, 'true, an object of thresholds, or false')
   const v = value as Record<string, unknown>
   for (const key of Object.keys(v)) {
     if (!UNDER_PRESSURE_KEYS.includes(key)) {
@@ -97,9 +99,10 @@ export function readUnderPressure (value: unknown): ResolvedUnderPressure | null
   if (v.healthCheck !== undefined) {
     if (typeof v.healthCheck !== 'function') throw new HG_ERR_OPT_TYPE('underPressure.healthCheck', v.healthCheck, 'an async function (app) => boolean')
     out.healthCheck = v.healthCheck as ResolvedUnderPressure['healthCheck']
-    out.healthCheckInterval = toMs('underPressure.healthCheckInterval', v.healthCheckInterval ?? 5000)
-  } else if (v.healthCheckInterval !== undefined) {
-    throw new HG_ERR_OPT_TYPE('underPressure.healthCheckInterval', v.healthCheckInterval, 'absent without underPressure.healthCheck')
+  }
+  if (v.healthCheckInterval !== undefined) {
+    out.healthCheckInterval = toMs('underPressure.healthCheckInterval', v.healthCheckInterval)
+    if (out.healthCheckInterval === 0) throw new HG_ERR_OPT_RANGE('underPressure.healthCheckInterval', v.healthCheckInterval, 'a duration > 0')
   }
   if (v.exposeStatusRoute !== undefined) {
     const route = v.exposeStatusRoute

@@ -6,7 +6,8 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
-import { bindingOf } from './bind'
+import { type Binding, bindingOf } from './bind'
+import { SAMPLE_INTERVAL_MS } from './sampler'
 import { HG_ERR_OVERLOADED } from './errors'
 import { pendingOf } from './pending'
 import type { Refusal } from './guard'
@@ -33,8 +34,10 @@ function describe (type: string, value: number | undefined): string {
  * the hook chain (a handler that sent and returned nothing would let the request go on).
  */
 export function onPressure (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): string | Error {
-  const err = new HG_ERR_OVERLOADED(describe(type, value))
   const binding = bindingOf(request.server.server)
+  // The health check hangup-guard feeds is the core's verdict: name the core's reason.
+  const coreReason = type === underPressure.TYPE_HEALTH_CHECK ? binding?.pressure.reason ?? null : null
+  const err = new HG_ERR_OVERLOADED(coreReason ?? describe(type, value))
   if (binding === undefined) return answerPayload(reply, err, {})
   const guard = binding.guard
   // Not yet counted when under-pressure's onRequest hook ran before hangup-guard's.
@@ -44,9 +47,19 @@ export function onPressure (request: FastifyRequest, reply: FastifyReply, type: 
   return answerPayload(reply, err, { retryAfter: guard.options.retryAfter })
 }
 
-/** Registers @fastify/under-pressure on `app` with the given thresholds and hangup-guard's answers. */
-export async function registerUnderPressure (app: FastifyInstance, options: ResolvedUnderPressure): Promise<void> {
+/**
+ * Registers @fastify/under-pressure on `app` with the given thresholds and hangup-guard's answers.
+ * Its healthCheck is fed with the core's pressure verdict (and your healthCheck, if any), so
+ * `app.isUnderPressure()` reports what the guard judges: one set of thresholds, the core's
+ * `pressure` option, plus whatever under-pressure thresholds you add.
+ */
+export async function registerUnderPressure (app: FastifyInstance, options: ResolvedUnderPressure, binding: Binding): Promise<void> {
+  const own = options.healthCheck
+  const healthCheck = async (instance: FastifyInstance): Promise<boolean | Record<string, unknown>> => {
+    if (binding.pressure.reason !== null) return false
+    return own === undefined ? true : await own(instance)
+  }
   // Declared as returning void; under-pressure sends what a pressureHandler returns.
   const pressureHandler = onPressure as unknown as FastifyUnderPressureOptions['pressureHandler']
-  await app.register(underPressure, { ...options, pressureHandler })
+  await app.register(underPressure, { ...options, healthCheck, healthCheckInterval: options.healthCheckInterval ?? SAMPLE_INTERVAL_MS, pressureHandler })
 }

@@ -27,6 +27,7 @@ import {
 } from './fastify-options'
 import { fastifyAnswerer, answerPayload } from './fastify-answer'
 import { UNDER_PRESSURE_NAME, onPressure, registerUnderPressure } from './fastify-pressure'
+import { registerHealthRoutes } from './fastify-health'
 
 /** `app.hangupGuard`: the server's guard, seen from Fastify. */
 interface FastifyHangupGuard {
@@ -192,7 +193,7 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
     ...applied.notes.map((n) => `applied: ${n}`),
     "fastify: deadlines by hangup-guard's onRequest hook (route config hangupGuard.timeout overrides; routes with Fastify's handlerTimeout keep Fastify's).",
     underPressure !== null
-      ? `fastify: @fastify/under-pressure registered by hangup-guard (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
+      ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's pressure verdict (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
       : options.underPressure === false ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
   ]
   const handle: FastifyHangupGuard = {
@@ -205,14 +206,10 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   app.decorateRequest('deadline', null)
   app.addHook('onRoute', onRoute)
   // under-pressure first: under pressure it sheds before the guard tracks anything.
-  if (underPressure !== null) await registerUnderPressure(app, underPressure)
+  if (underPressure !== null) await registerUnderPressure(app, underPressure, binding)
   app.addHook('onRequest', onRequest)
-  // TODO(health): bindServer does not create the sampler/pressure/health sources yet
-  // (lib/health.ts buildHealth needs them). When Binding or Guard exposes
-  // `health(kind): HealthAnswer`, register GET guard.options.livenessPath / readinessPath here as
-  // Fastify routes with `config: { [kRoute]: { budget: 0, source: 'health', ownErrorHandler: false } }`
-  // (not admitted, not tracked), answering reply.code(a.statusCode).type(a.contentType).send(serializeHealth(a.body))
-  // and counting guard.stats.healthChecks; feed registerUnderPressure's healthCheck with readiness.
+  const healthUrls = registerHealthRoutes(app, binding)
+  if (healthUrls.length > 0) notes.push(`fastify: health routes GET ${healthUrls.join(', GET ')} (not admitted, not shed).`)
 
   const signals: SignalHandlers | null = handleSignals
     ? onDrainSignals(() => startDrain(server, guard).then(() => app.close()), () => { forceDrain(guard) })

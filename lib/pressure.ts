@@ -138,7 +138,6 @@ class Evaluator implements Pressure {
   private evaluate (sampler: Sampler): void {
     const now = performance.now()
     const at = performance.timeOrigin + sampler.sample.at
-    let reason: string | null = null
     for (const c of this.checks) {
       if (c.name === 'application:healthCheck') {
         if (this.healthRunning && now - this.healthRunStartedAt > this.healthIntervalMs) {
@@ -150,9 +149,13 @@ class Evaluator implements Pressure {
         const [label, read] = READERS[c.name]
         judge(c, label, read(sampler), at)
       }
-      reason ??= c.reason
     }
-    this.reason = reason
+    this.reason = this.firstReason()
+  }
+
+  private firstReason (): string | null {
+    for (const c of this.checks) if (c.reason !== null) return c.reason
+    return null
   }
 
   private runHealthCheck (now: number): void {
@@ -177,8 +180,7 @@ class Evaluator implements Pressure {
     c.observedAt = Date.now()
     c.failing = !ok
     c.reason = reason
-    // A failure shows at once (not at the next sample); a pass clears at the next evaluation.
-    if (!ok) this.reason ??= reason
+    this.reason = this.firstReason() // at once, not at the next sample
   }
 }
 

@@ -51,12 +51,16 @@ export interface Sample {
   /** performance.now() when taken; 0 before the first sample. */
   at: number
   windowMs: number
-  /** Event-loop delay percentiles over the window (ms); NaN when the window has no data. */
+  /**
+   * Event-loop delay over the window (ms): how late the 10 ms histogram timer ran, i.e. its
+   * intervals minus the resolution (as @fastify/under-pressure does for the mean). A stall seen by
+   * the tick also counts in p99 and max: the histogram drops the interval that spans a reset(),
+   * so a block that starts right after a sample would otherwise vanish. NaN: no data.
+   */
   eventLoopDelayP50Ms: number
   eventLoopDelayP90Ms: number
   eventLoopDelayP99Ms: number
   eventLoopDelayMaxMs: number
-  /** Mean delay minus the 10 ms histogram resolution, as @fastify/under-pressure reports it. */
   eventLoopDelayMeanMs: number
   /** Share of the window the loop was busy, 0..1. */
   eventLoopUtilization: number
@@ -107,6 +111,7 @@ class SharedSampler implements Sampler {
   lastStallEndedAt = -Infinity
   lastStallDurationMs = 0
   backlogUntil = -Infinity
+  windowStallLateMs = 0
   heartbeat: BigInt64Array | null = null
   readonly listeners = new Set<SampleListener>()
   readonly histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS })
@@ -167,6 +172,7 @@ class SharedSampler implements Sampler {
       this.lastStallEndedAt = now
       this.lastStallDurationMs = gapMs
       this.backlogUntil = now + BACKLOG_WINDOW_MS
+      this.windowStallLateMs = Math.max(this.windowStallLateMs, gapMs - TICK_MS)
     } else if (gapMs > TICK_MS + CATCHUP_LATE_MS && now <= this.backlogUntil) {
       this.backlogUntil = Math.min(now + BACKLOG_WINDOW_MS, this.lastStallEndedAt + Math.max(BACKLOG_WINDOW_MS, this.lastStallDurationMs))
     }
@@ -179,12 +185,14 @@ class SharedSampler implements Sampler {
     const s = this.sample
     const h = this.histogram
     const empty = h.count === 0
-    s.eventLoopDelayP50Ms = empty ? NaN : h.percentile(50) / 1e6
-    s.eventLoopDelayP90Ms = empty ? NaN : h.percentile(90) / 1e6
-    s.eventLoopDelayP99Ms = empty ? NaN : h.percentile(99) / 1e6
-    s.eventLoopDelayMaxMs = empty ? NaN : h.max / 1e6
-    s.eventLoopDelayMeanMs = Math.max(0, h.mean / 1e6 - ELD_RESOLUTION_MS)
+    const stallMs = this.windowStallLateMs
+    s.eventLoopDelayP50Ms = empty ? NaN : delayMs(h.percentile(50))
+    s.eventLoopDelayP90Ms = empty ? NaN : delayMs(h.percentile(90))
+    s.eventLoopDelayP99Ms = empty ? NaN : Math.max(delayMs(h.percentile(99)), stallMs)
+    s.eventLoopDelayMaxMs = empty ? NaN : Math.max(delayMs(h.max), stallMs)
+    s.eventLoopDelayMeanMs = delayMs(h.mean) // NaN stays NaN
     h.reset()
+    this.windowStallLateMs = 0
     const elu = performance.eventLoopUtilization()
     s.eventLoopUtilization = performance.eventLoopUtilization(elu, this.elu).utilization
     this.elu = elu
@@ -214,6 +222,10 @@ class SharedSampler implements Sampler {
 }
 
 let shared: SharedSampler | null = null
+
+function delayMs (intervalNs: number): number {
+  return Math.max(0, intervalNs / 1e6 - ELD_RESOLUTION_MS)
+}
 
 function onTick (): void {
   const sampler = shared

@@ -4,9 +4,11 @@
  */
 import t from 'tap'
 import http, { type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { once } from 'node:events'
 import { configureServerTimeouts } from '../lib/http'
 import { deadlineOf } from '../lib/pending'
-import { type DrainRun, FLUSH_MS, drainingReason } from '../lib/drain'
+import { type DrainRun, FLUSH_MS, LINGER_MS, SWEEP_MS, drainingReason } from '../lib/drain'
 import { serve, get, connectionsOf, deferred } from './helpers/drain'
 
 /** Upper bound for "promptly" on a loaded machine (the drain itself needs SWEEP_MS at most). */
@@ -268,4 +270,83 @@ t.test('drain state is per server', async (t) => {
   await a.handle.drain()
   t.equal(b.guard.drainState().phase, 'serving', 'drain state is per server')
   t.equal((await get(b.port, '/')).body, 'b')
+})
+
+t.test('a keep-alive connection left idle by a response that ended during the drain is closed after SWEEP_MS', async (t) => {
+  let stream: ServerResponse | null = null
+  const streaming = deferred()
+  const { handle, server, port } = await serve(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' })
+    res.write('a')
+    stream = res
+    streaming.resolve()
+  }, { drain: { delay: 0, timeout: 10_000 } })
+  const agent = new http.Agent({ keepAlive: true })
+  t.teardown(() => agent.destroy())
+  const answer = get(port, '/stream', agent)
+  await streaming.promise
+  const drained = handle.drain()
+  ;(stream as unknown as ServerResponse).end('b')
+  const a = await answer
+  t.equal(a.headers.connection, 'keep-alive', 'headers sent before the drain: the client may reuse the connection')
+  const endedAt = Date.now()
+  const result = await drained
+  t.ok(Date.now() - endedAt >= SWEEP_MS - 5, 'left open SWEEP_MS for a request to come (it would get a 503)')
+  t.match(result, { timedOut: false, cut: 0, refused: 0 })
+  t.ok(result.durationMs < 10_000 - PROMPT_MS, 'closed long before the deadline')
+  t.equal(await connectionsOf(server), 0)
+})
+
+t.test('hard deadline: a response still flushing gets FLUSH_MS, then is cut and counted', async (t) => {
+  const SIZE = 48 * 1024 * 1024
+  const ended = deferred()
+  const { handle, server, port } = await serve(t, (_req, res) => {
+    res.end(Buffer.alloc(SIZE, 97))
+    ended.resolve()
+  }, { drain: { delay: 0, timeout: 100 } })
+  const response = deferred<http.IncomingMessage>()
+  http.get({ host: '127.0.0.1', port, path: '/big', agent: false }, (res) => {
+    res.pause() // does not read until the drain is over
+    response.resolve(res)
+  }).on('error', () => {})
+  const res = await response.promise
+  await ended.promise
+  const result = await handle.drain()
+  t.match(result, { timedOut: true, cut: 1, answeredAtDeadline: 0 })
+  t.ok(result.durationMs >= 100 + FLUSH_MS - 10, `waited FLUSH_MS before destroying (${result.durationMs} ms)`)
+  t.equal(handle.stats().cut.shutdown, 1)
+  let bytes = 0
+  res.on('data', (chunk: Buffer) => { bytes += chunk.length })
+  const closed = new Promise((resolve) => res.on('close', resolve))
+  res.on('error', () => {})
+  res.resume()
+  await closed
+  t.ok(!res.complete && bytes < SIZE, `the client sees the cut (${bytes} of ${SIZE} bytes)`)
+  t.equal(await connectionsOf(server), 0)
+})
+
+t.test('connections the http server does not track (upgraded) do not keep the drain pending forever', async (t) => {
+  const upgraded: Socket[] = []
+  const { handle, server, port } = await serve(t, (_req, res) => res.end(), { drain: { delay: 0, timeout: 100 } })
+  server.on('upgrade', (_req, socket: Socket) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n')
+    upgraded.push(socket)
+  })
+  t.teardown(() => { for (const s of upgraded) s.destroy() })
+  const switched = new Promise<Socket>((resolve, reject) => {
+    http.request({ host: '127.0.0.1', port, headers: { connection: 'Upgrade', upgrade: 'test' }, agent: false })
+      .on('upgrade', (_res, socket: Socket) => resolve(socket)).on('error', reject).end()
+  })
+  const clientSocket = await switched
+  t.teardown(() => clientSocket.destroy())
+  const warned = once(process, 'warning')
+  const result = await handle.drain()
+  t.match(result, { openConnections: 1 })
+  t.ok(result.durationMs >= 100 + LINGER_MS - 10, `resolved after LINGER_MS (${result.durationMs} ms)`)
+  const [warning] = await warned as [Error]
+  t.match(warning.message, /1 connection\(s\) still open .*upgraded sockets/)
+  const closed = once(server, 'close')
+  for (const s of upgraded) s.destroy()
+  await closed
+  t.pass('the server closes once the application closes them')
 })

@@ -13,14 +13,14 @@ import { configureServerTimeouts, type HangupGuardOptions } from '../lib/http'
 import { deadlineOf } from '../lib/pending'
 import { INCIDENT_CHANNEL, type Incident } from '../lib/stats'
 import { deadlineSchedulerState } from '../lib/deadline'
-import { listen, closeServer, get } from './helpers/net'
+import { QUIET, listen, closeServer, get } from './helpers/net'
 
 // Timing tolerance: answers may come late by event-loop lag on a loaded 2-core machine, never early.
 const LATE_MS = 250
 
 async function guarded (handler: http.RequestListener, options: HangupGuardOptions): Promise<{ server: http.Server, port: number, guard: ReturnType<typeof configureServerTimeouts> }> {
   const server = http.createServer(handler)
-  const guard = configureServerTimeouts(server, options)
+  const guard = configureServerTimeouts(server, { ...QUIET, ...options })
   const port = await listen(server)
   t.teardown(async () => { guard.close(); await closeServer(server) })
   return { server, port, guard }
@@ -224,7 +224,7 @@ t.test('the guard sees every request first, whether the handler was attached bef
     let calls = 0
     const handler: http.RequestListener = (req, res) => { calls++; setTimeout(() => res.end('x'), req.url === '/slow' ? 300 : 0) }
     const server = order === 'before' ? http.createServer(handler) : http.createServer()
-    const guard = configureServerTimeouts(server, { handlerTimeout: 100, margin: 50 })
+    const guard = configureServerTimeouts(server, { ...QUIET, handlerTimeout: 100, margin: 50 })
     if (order === 'after') server.on('request', handler)
     const port = await listen(server)
     t.equal((await get(port, '/')).status, 200, order)
@@ -256,7 +256,7 @@ t.test('Express-style app: a function handler with next-style middleware on node
 
 t.test('no timers or listeners are left behind', async (t) => {
   const server = http.createServer((req, res) => { if (req.url !== '/slow') res.end('ok') })
-  const guard = configureServerTimeouts(server, { handlerTimeout: 100, margin: 50 })
+  const guard = configureServerTimeouts(server, { ...QUIET, handlerTimeout: 100, margin: 50 })
   const port = await listen(server)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
   await Promise.all(Array.from({ length: 200 }, (_, i) => get(port, i % 20 === 0 ? '/slow' : '/', { agent })))

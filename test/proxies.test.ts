@@ -7,7 +7,7 @@ import http from 'node:http'
 import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { configureServerTimeouts } from '../lib/http'
-import { listen, closeServer, get } from './helpers/net'
+import { QUIET, listen, closeServer, get } from './helpers/net'
 import { have, startNginx, startHaproxy } from './helpers/proxies'
 
 const slow = (ms: number): http.RequestListener => (req, res) => { setTimeout(() => res.end('late'), ms) }
@@ -34,7 +34,7 @@ t.test('nginx', { skip: have('nginx') ? false : 'nginx is not installed (bash .c
     await closeServer(bare)
 
     const server = http.createServer(slow(2500))
-    const guard = configureServerTimeouts(server, { upstream: { name: 'nginx (test)', idleTimeout: 1000, responseTimeout: 1500 }, margin: 400 })
+    const guard = configureServerTimeouts(server, { ...QUIET, upstream: { name: 'nginx (test)', idleTimeout: 1000, responseTimeout: 1500 }, margin: 400 })
     t.equal(guard.plan.handlerTimeout.value, 1100)
     const proxied = await startNginx(await listen(server), 'keepalive 4;', 'proxy_read_timeout 1500ms;')
     const answer = await get(proxied.port, '/')
@@ -62,7 +62,7 @@ t.test('nginx', { skip: have('nginx') ? false : 'nginx is not installed (bash .c
     t.ok(bareCloses.server >= 1, `bare: the server closed ${bareCloses.server} idle connection(s) nginx still pooled`)
 
     const server = http.createServer((req, res) => res.end('ok'))
-    const guard = configureServerTimeouts(server, { upstream: { kind: 'proxy', idleTimeout: 1500 }, margin: 500 })
+    const guard = configureServerTimeouts(server, { ...QUIET, upstream: { kind: 'proxy', idleTimeout: 1500 }, margin: 500 })
     t.equal(server.keepAliveTimeout, 2000)
     const planned = await run(server)
     t.equal(planned.server, 0, 'with the plan the server never closed a pooled connection')
@@ -82,7 +82,7 @@ t.test('haproxy: the server answers 504 before `timeout server` makes HAProxy an
   await closeServer(bare)
 
   const server = http.createServer(slow(2500))
-  const guard = configureServerTimeouts(server, { upstream: { name: 'haproxy (test)', idleTimeout: 1000, responseTimeout: 1500 }, margin: 400 })
+  const guard = configureServerTimeouts(server, { ...QUIET, upstream: { name: 'haproxy (test)', idleTimeout: 1000, responseTimeout: 1500 }, margin: 400 })
   const proxied = await startHaproxy(await listen(server), '  timeout server 1500ms')
   const answer = await get(proxied.port, '/')
   t.equal(answer.status, 504)

@@ -39,7 +39,7 @@ t.test('requests queued during a 800 ms stall (budget 300 ms) get 503 + Retry-Af
   child.send({ block: 800 })
   await waitFor(messages, (m) => m.blocking)
   await sleep(50) // the loop is blocked now; these requests wait in the kernel
-  const burst = await Promise.all(Array.from({ length: 20 }, () => get(port, '/work', { agent }).catch((err: NodeJS.ErrnoException) => ({ status: 0, error: err.code, headers: {}, body: '' }))))
+  const burst = await Promise.all(Array.from({ length: 20 }, () => get(port, '/work', { agent }).catch((err: NodeJS.ErrnoException) => ({ status: 0, error: err.code, headers: {} as http.IncomingHttpHeaders, body: '', ms: 0 }))))
   const statuses = burst.map((a) => a.status)
   t.same(statuses.filter((s) => s === 0), [], 'no hang up')
   t.ok(statuses.every((s) => s === 503), `all queued requests shed: ${statuses.join(',')}`)

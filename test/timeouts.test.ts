@@ -10,7 +10,7 @@ import net from 'node:net'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { configureServerTimeouts } from '../lib/http'
-import { listen, closeServer, get, RawConnection, statusOf } from './helpers/net'
+import { QUIET, listen, closeServer, get, RawConnection, statusOf } from './helpers/net'
 
 function slowServer (delayMs: number): http.Server {
   return http.createServer((req, res) => {
@@ -28,7 +28,7 @@ t.test('a slow handler under a too-short socket timeout hangs up without the pla
 
   // Planned: the socket timeout is derived from the handler budget, so it cannot fire first.
   const guarded = slowServer(400)
-  const guard = configureServerTimeouts(guarded, { handlerTimeout: 600, margin: 100 })
+  const guard = configureServerTimeouts(guarded, { ...QUIET, handlerTimeout: 600, margin: 100 })
   t.equal(guarded.timeout, 700)
   const answer = await get(await listen(guarded), '/')
   t.equal(answer.status, 200)
@@ -65,7 +65,7 @@ t.test('a keep-alive connection reused just before the server closes it is reset
   t.match(bareOutcome, /^(ECONNRESET|EPIPE)$/, 'bare server: the reused connection is reset')
 
   const guarded = hello()
-  const guard = configureServerTimeouts(guarded, { upstream: { kind: 'proxy', idleTimeout: 1300 }, margin: 200 })
+  const guard = configureServerTimeouts(guarded, { ...QUIET, upstream: { kind: 'proxy', idleTimeout: 1300 }, margin: 200 })
   t.equal(guarded.keepAliveTimeout, 1500)
   t.equal(await reuseOnce(guarded), '200', 'planned server: the reuse is answered')
   guard.close()
@@ -74,7 +74,7 @@ t.test('a keep-alive connection reused just before the server closes it is reset
 t.test('after listen(): connectionsCheckingInterval is re-armed, so headersTimeout is enforced on time', async (t) => {
   const server = http.createServer((req, res) => res.end('ok'))
   const port = await listen(server) // Node armed its check with the 30 s default here
-  const guard = configureServerTimeouts(server, { handlerTimeout: 300, headersTimeout: 200, requestTimeout: 400, margin: 50 })
+  const guard = configureServerTimeouts(server, { ...QUIET, handlerTimeout: 300, headersTimeout: 200, requestTimeout: 400, margin: 50 })
   t.equal(guard.plan.connectionsCheckingInterval.value, 50)
   t.match(guard.explain(), /re-arming/)
   const socket = net.connect(port, '127.0.0.1')
@@ -95,7 +95,7 @@ t.test('after listen(): connectionsCheckingInterval is re-armed, so headersTimeo
 
 t.test('Node >= 18 semantics the planner relies on: idle keep-alive time does not count against headersTimeout', async (t) => {
   const server = http.createServer((req, res) => res.end('ok'))
-  const guard = configureServerTimeouts(server, { handlerTimeout: 100, headersTimeout: 150, requestTimeout: 300, keepAliveTimeout: 2000, margin: 20 })
+  const guard = configureServerTimeouts(server, { ...QUIET, handlerTimeout: 100, headersTimeout: 150, requestTimeout: 300, keepAliveTimeout: 2000, margin: 20 })
   const conn = new RawConnection(await listen(server))
   await conn.ready()
   t.equal(statusOf(await conn.send('/')), 200)
@@ -109,20 +109,20 @@ t.test('Node >= 18 semantics the planner relies on: idle keep-alive time does no
 t.test('configureServerTimeouts: applies the plan, refuses a second call and HTTP/2, close() restores', async (t) => {
   const server = http.createServer()
   const before = { timeout: server.timeout, keepAliveTimeout: server.keepAliveTimeout, headersTimeout: server.headersTimeout, requestTimeout: server.requestTimeout }
-  const guard = configureServerTimeouts(server, { upstream: 'aws-alb' })
+  const guard = configureServerTimeouts(server, { ...QUIET, upstream: 'aws-alb' })
   t.equal(server.keepAliveTimeout, 65_000)
   t.equal(server.timeout, guard.plan.timeout.value)
   t.equal(server.headersTimeout, guard.plan.headersTimeout.value)
   t.equal(server.requestTimeout, guard.plan.requestTimeout.value)
   t.equal((server as unknown as { connectionsCheckingInterval: number }).connectionsCheckingInterval, guard.plan.connectionsCheckingInterval.value)
   t.equal(server.listenerCount('timeout'), 1)
-  t.throws(() => configureServerTimeouts(server), { code: 'HG_ERR_ALREADY_CONFIGURED' })
+  t.throws(() => configureServerTimeouts(server, QUIET), { code: 'HG_ERR_ALREADY_CONFIGURED' })
   guard.close()
   guard.close() // idempotent
   t.same({ timeout: server.timeout, keepAliveTimeout: server.keepAliveTimeout, headersTimeout: server.headersTimeout, requestTimeout: server.requestTimeout }, before)
   t.equal(server.listenerCount('timeout'), 0)
   t.notOk(Object.hasOwn(server, 'emit'), 'emit wrapper removed')
-  const again = configureServerTimeouts(server, { upstream: 'nginx' })
+  const again = configureServerTimeouts(server, { ...QUIET, upstream: 'nginx' })
   t.equal(server.keepAliveTimeout, 65_000)
   again.close()
 
@@ -131,7 +131,7 @@ t.test('configureServerTimeouts: applies the plan, refuses a second call and HTT
   t.throws(() => configureServerTimeouts({} as http.Server), { code: 'HG_ERR_NOT_A_SERVER' })
   t.throws(() => configureServerTimeouts(http.createServer(), { handlerTimout: 5 } as object), { code: 'HG_ERR_OPT_UNKNOWN', message: /handlerTimout.*did you mean 'handlerTimeout'/i })
   const secure = https.createServer()
-  const g2 = configureServerTimeouts(secure, { upstream: 'aws-nlb' })
+  const g2 = configureServerTimeouts(secure, { ...QUIET, upstream: 'aws-nlb' })
   t.equal(secure.keepAliveTimeout, 344_000)
   g2.close()
 })
@@ -139,8 +139,8 @@ t.test('configureServerTimeouts: applies the plan, refuses a second call and HTT
 t.test('separate servers are independent', async (t) => {
   const a = http.createServer((req, res) => res.end('a'))
   const b = http.createServer((req, res) => res.end('b'))
-  const ga = configureServerTimeouts(a, { upstream: 'aws-alb' })
-  const gb = configureServerTimeouts(b, { upstream: 'aws-nlb' })
+  const ga = configureServerTimeouts(a, { ...QUIET, upstream: 'aws-alb' })
+  const gb = configureServerTimeouts(b, { ...QUIET, upstream: 'aws-nlb' })
   t.not(a.keepAliveTimeout, b.keepAliveTimeout)
   const [pa, pb] = [await listen(a), await listen(b)]
   t.equal((await get(pa, '/')).body, 'a')

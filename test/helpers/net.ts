@@ -108,3 +108,9 @@ function hangUp (): Error {
 export function statusOf (raw: string): number {
   return Number(raw.slice(9, 12))
 }
+
+/**
+ * Options for tests about deadlines and timeouts, not about load: no shedding on event-loop
+ * delay (a loaded CI machine must not turn an expected 504 into a 503) and no watchdog thread.
+ */
+export const QUIET = { pressure: false, watchdog: false } as const

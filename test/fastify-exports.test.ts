@@ -1,0 +1,87 @@
+/**
+ * The built package (npm test builds dist/ first): `hangup-guard/fastify` from CommonJS and ESM,
+ * and the main entry loading nothing of Fastify. Each case runs in a fresh process, so
+ * require.cache shows only what that entry loaded.
+ */
+import t from 'tap'
+import { execFile } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import { planTimeouts } from '../lib/plan'
+
+const run = promisify(execFile)
+const root = path.resolve(__dirname, '..')
+
+async function node (args: string[]): Promise<unknown> {
+  const { stdout } = await run(process.execPath, args, { cwd: root, timeout: 30_000 })
+  return JSON.parse(stdout.trim().split('\n').pop() as string)
+}
+
+// A 100 ms route budget, a handler that answers after 300 ms: the answer must be the guard's 504.
+const SERVE = `
+  const app = Fastify()
+  await app.register(plugin, { handlerTimeout: 100, margin: 50 })
+  app.get('/', (req, reply) => { setTimeout(() => reply.send('late'), 300) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  // Loading modules after the plugin registered is synchronous work the stall detector sees; a
+  // request right behind it, with a 100 ms budget, would be refused 503 HG_ERR_STALLED.
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  const res = await fetch('http://127.0.0.1:' + app.server.address().port + '/')
+  const body = await res.json()
+  await app.close()
+`
+
+t.before(() => {
+  if (!existsSync(path.join(root, 'dist', 'fastify.js'))) throw new Error('dist/fastify.js is missing: run npm run build (npm test does)')
+})
+
+t.test("CommonJS: require('hangup-guard/fastify') is the plugin itself, with .default and named exports", async (t) => {
+  const out = await node(['-e', `
+    const Fastify = require('fastify')
+    const plugin = require('hangup-guard/fastify')
+    ;(async () => {
+      ${SERVE}
+      console.log(JSON.stringify({
+        type: typeof plugin,
+        same: require('./dist/fastify.js') === plugin,
+        default: plugin.default === plugin,
+        named: plugin.hangupGuard === plugin,
+        helper: typeof plugin.fastifyServerOptions,
+        meta: plugin[Symbol.for('plugin-meta')],
+        status: res.status,
+        code: body.code
+      }))
+    })()
+  `])
+  t.same(out, { type: 'function', same: true, default: true, named: true, helper: 'function', meta: { fastify: '5.x', name: 'hangup-guard' }, status: 504, code: 'HG_ERR_DEADLINE' })
+})
+
+t.test("ESM: import('hangup-guard/fastify') gives the plugin as default, and named exports", async (t) => {
+  const out = await node(['--input-type=module', '-e', `
+    import Fastify from 'fastify'
+    import plugin, { hangupGuard, fastifyServerOptions } from 'hangup-guard/fastify'
+    const dynamic = await import('hangup-guard/fastify')
+    ${SERVE}
+    console.log(JSON.stringify({
+      type: typeof plugin,
+      named: hangupGuard === plugin,
+      dynamic: dynamic.default === plugin,
+      helper: fastifyServerOptions({ upstream: 'nginx' }).keepAliveTimeout,
+      status: res.status,
+      code: body.code
+    }))
+  `])
+  t.same(out, { type: 'function', named: true, dynamic: true, helper: planTimeouts({ upstream: 'nginx' }).keepAliveTimeout.value, status: 504, code: 'HG_ERR_DEADLINE' })
+})
+
+t.test('the main entry loads no Fastify module (fastify, fastify-plugin, @fastify/*, the fastify door)', async (t) => {
+  const out = await node(['-e', `
+    const main = require('hangup-guard')
+    const loaded = Object.keys(require.cache).filter((k) => /[\\\\/]node_modules[\\\\/](fastify|fastify-plugin|@fastify)[\\\\/]|[\\\\/]dist[\\\\/]fastify/.test(k))
+    console.log(JSON.stringify({ loaded, api: typeof main.configureServerTimeouts, modules: Object.keys(require.cache).length }))
+  `]) as { loaded: string[], api: string, modules: number }
+  t.same(out.loaded, [])
+  t.equal(out.api, 'function')
+  t.ok(out.modules > 3, 'the entry was loaded')
+})
