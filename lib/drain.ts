@@ -4,8 +4,9 @@
  *
  * - grace (`delay` ms): readiness fails at once; requests still routed here are served, every
  *   response with `Connection: close`, so each client learns it must reconnect elsewhere;
- * - closing: the listener closes, idle connections are closed, in-flight handlers finish within
- *   their own budgets, requests still arriving on open connections get 503 + `Connection: close`;
+ * - closing: the listener closes, idle connections are closed (SWEEP_MS later), in-flight
+ *   handlers finish within their own budgets, requests still arriving on open connections get
+ *   503 + `Connection: close`;
  * - hard deadline (`timeout` ms from the start, delay included, or force()): handlers still
  *   running are answered 503 (HG_ERR_SHUTDOWN) where their response has not started, started
  *   responses are cut (counted); the answers get a moment to flush, then every connection is
@@ -21,11 +22,11 @@ import { HG_ERR_OPT_TYPE, HG_ERR_OPT_UNKNOWN, HG_ERR_SHUTDOWN } from './errors'
 import type { Pending } from './pending'
 
 /**
- * Once the last in-flight response is done, connections still idle this long after it are
- * closed (and again every SWEEP_MS until the server closes). Not at once: a keep-alive response
- * that started before the drain leaves its client free to reuse the connection at that very
- * moment; a request that arrives meanwhile gets an explicit 503 + Connection: close instead of a
- * reset.
+ * Idle keep-alive connections are closed SWEEP_MS after the listener closed or after the last
+ * in-flight response is done, whichever is later (and again every SWEEP_MS until the server
+ * closes). Not at once: their client may be reusing one at that very moment (its request in
+ * transit), and closing it would reset that request. Meanwhile such a request gets an explicit
+ * 503 + Connection: close instead.
  */
 export const SWEEP_MS = 100
 /** At the hard deadline, how long the 503 answers (a few hundred bytes) get to reach the client before the connections are destroyed. */
@@ -130,8 +131,7 @@ export class DrainRun {
     this.clearTimer('delayTimer')
     this.guard.drainPhase = DrainPhase.Closing
     this.guard.onIdle = this.onIdle
-    // server.close() also closes the connections that are idle now (Node >= 19).
-    withFlushingHidden(this.guard, () => this.server.close())
+    closeListener(this.server)
     if (this.guard.inFlightHead === null) this.armSweep()
   }
 
@@ -239,6 +239,26 @@ function onDeadlineTimer (run: DrainRun): void { run.hardDeadline() }
 function onSweepTimer (run: DrainRun): void { run.sweep() }
 function onFlushTimer (run: DrainRun): void { run.destroyAll() }
 function onLingerTimer (run: DrainRun): void { run.linger() }
+
+/**
+ * server.close() without the closeIdleConnections() that Node (>= 19) runs in it: the listener
+ * closes and Node's connection check stops, and the drain closes idle connections itself, once it
+ * is safe (SWEEP_MS).
+ */
+function closeListener (server: Server): void {
+  const target = server as unknown as Record<string, unknown>
+  const own = Object.hasOwn(server, 'closeIdleConnections')
+  const previous = target.closeIdleConnections
+  target.closeIdleConnections = noop
+  try {
+    server.close()
+  } finally {
+    if (own) target.closeIdleConnections = previous
+    else delete target.closeIdleConnections
+  }
+}
+
+function noop (): void {}
 
 /**
  * Runs Node's idle-connection close without its one hazard: Node counts a connection as idle once

@@ -58,7 +58,9 @@ declare module 'fastify' {
   }
   interface FastifyContextConfig {
     /** hangup-guard's per-route settings: `{ timeout: '2s' }`, or `{ timeout: false }` for a streaming route. */
-    hangupGuard?: RouteGuardConfig
+    // `& object`: Fastify infers route config types from the argument and intersects them with
+    // this one; a bare string would otherwise pass.
+    hangupGuard?: RouteGuardConfig & object
   }
   interface FastifyRequest {
     /**
@@ -228,7 +230,6 @@ Object.assign(hangupGuard, { default: hangupGuard, hangupGuard, fastifyServerOpt
 
 // Names for Node's CommonJS-from-ESM lexer (the annotation esbuild emits): `import { fastifyServerOptions }`
 // works from ESM. Never executed; module.exports is the plugin itself (export = below).
-// eslint-disable-next-line no-constant-binary-expression, @typescript-eslint/no-unused-expressions
 0 && (module.exports = { hangupGuard, fastifyServerOptions })
 
 // `export =` with a namespace, as @fastify/under-pressure's types: `require()` returns the plugin,

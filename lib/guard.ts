@@ -137,7 +137,7 @@ export class Guard implements PendingOwner {
     if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
       const elapsed = performance.now() - p.start
       this.stats.record('client-gone', 'client-gone', null, null, p.req.method ?? '', p.req.url ?? '', p.route ?? pathOf(p.req.url), elapsed)
-      p.abort(new HG_ERR_CLIENT_GONE(Math.round(elapsed)))
+      if (p.controller !== null) p.abort(new HG_ERR_CLIENT_GONE(Math.round(elapsed)))
     }
     if (this.inHead === null && this.onIdle !== null) this.onIdle()
   }

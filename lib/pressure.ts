@@ -113,11 +113,8 @@ class Evaluator implements Pressure {
       this.runHealthCheck(performance.now())
     }
     const retryAfter = options.retryAfter ?? 5
-    if (retryAfter !== false && (typeof retryAfter !== 'number' || !Number.isInteger(retryAfter) || retryAfter < 0)) {
-      throw typeof retryAfter === 'number'
-        ? new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0, or false')
-        : new HG_ERR_OPT_TYPE('retryAfter', retryAfter, 'a whole number of seconds, or false')
-    }
+    if (retryAfter !== false && typeof retryAfter !== 'number') throw new HG_ERR_OPT_TYPE('retryAfter', retryAfter, 'a whole number of seconds, or false')
+    if (!(retryAfter === false || (Number.isInteger(retryAfter) && retryAfter >= 0))) throw new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0, or false')
     this.retryAfterSeconds = retryAfter === false ? 0 : retryAfter
     sampler.onSample(this.listener)
   }

@@ -95,8 +95,8 @@ export interface Sampler {
   backlogStallMs (now: number): number
   onSample (fn: SampleListener): void
   offSample (fn: SampleListener): void
-  /** @internal the watchdog's shared heartbeat slot, written on every tick. */
-  setHeartbeat (heartbeat: BigInt64Array | null): void
+  /** @internal the watchdog's heartbeat writer, called on every tick. */
+  setHeartbeat (beat: (() => void) | null): void
   /** Call once per acquireSampler(); the last release stops the timer and the histogram. */
   release (): void
 }
@@ -112,7 +112,7 @@ class SharedSampler implements Sampler {
   lastStallDurationMs = 0
   backlogUntil = -Infinity
   windowStallLateMs = 0
-  heartbeat: BigInt64Array | null = null
+  heartbeat: (() => void) | null = null
   readonly listeners = new Set<SampleListener>()
   readonly histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS })
   readonly timer: NodeJS.Timeout
@@ -121,7 +121,7 @@ class SharedSampler implements Sampler {
   private throttlingAt = this.lastTickAt
 
   constructor () {
-    const measurable = this.throttling === null ? null : 0
+    const measurable = this.limits.throttling === null ? null : 0
     this.sample = {
       at: this.lastTickAt,
       windowMs: 0,
@@ -152,7 +152,7 @@ class SharedSampler implements Sampler {
 
   onSample (fn: SampleListener): void { this.listeners.add(fn) }
   offSample (fn: SampleListener): void { this.listeners.delete(fn) }
-  setHeartbeat (heartbeat: BigInt64Array | null): void { this.heartbeat = heartbeat }
+  setHeartbeat (beat: (() => void) | null): void { this.heartbeat = beat }
 
   release (): void {
     if (!this.running || --this.refs > 0) return
@@ -177,7 +177,7 @@ class SharedSampler implements Sampler {
       this.backlogUntil = Math.min(now + BACKLOG_WINDOW_MS, this.lastStallEndedAt + Math.max(BACKLOG_WINDOW_MS, this.lastStallDurationMs))
     }
     this.lastTickAt = now
-    if (this.heartbeat !== null) Atomics.store(this.heartbeat, 0, process.hrtime.bigint())
+    if (this.heartbeat !== null) this.heartbeat()
     if (now - this.sample.at >= SAMPLE_INTERVAL_MS) this.takeSample(now)
   }
 

@@ -16,12 +16,17 @@ const MAX_STALLS = 20
 
 // Int32 slots: a spare one to Atomics.wait on (never notified: a sleep that needs no event loop),
 // the "stalled now" flag, and the stderr threshold. BigInt64 slots hold process.hrtime.bigint()
-// values: monotonic, and the same clock in every thread of the process.
+// values (monotonic, the same clock in every thread): the heartbeat, the start of the stall the
+// worker sees, and the last gap between two beats the main thread wrote (from, to). The worker
+// ends a stall with that gap: on a loaded machine it may wake several beats late.
 const I_WAIT = 0
 const I_STALLED = 1
 const I_LOG_AFTER_MS = 2
 const B_HEARTBEAT = 0
 const B_STALL_START = 1
+const B_GAP_FROM = 2
+const B_GAP_TO = 3
+const THRESHOLD_NS = BigInt(WATCHDOG_THRESHOLD_MS) * 1_000_000n
 
 // Plain JS evaluated in the worker, so it runs the same from the TypeScript sources and from dist.
 // It writes to fd 2 directly: a worker's process.stderr is forwarded through the stalled main thread.
@@ -43,9 +48,10 @@ for (;;) {
     Atomics.store(beats, ${B_STALL_START}, start)
     Atomics.store(ints, ${I_STALLED}, 1)
   } else if (beat !== start) {
+    const end = Atomics.load(beats, ${B_GAP_FROM}) === start ? Atomics.load(beats, ${B_GAP_TO}) : beat
     Atomics.store(ints, ${I_STALLED}, 0)
     Atomics.store(beats, ${B_STALL_START}, 0n)
-    parentPort.postMessage({ startedAt: Date.now() - Number(now - start) / 1e6, durationMs: Number(beat - start) / 1e6 })
+    parentPort.postMessage({ startedAt: Date.now() - Number(now - start) / 1e6, durationMs: Number(end - start) / 1e6 })
     start = 0n
   } else if (!logged) {
     const logAfterMs = Atomics.load(ints, ${I_LOG_AFTER_MS})
@@ -143,6 +149,19 @@ function updateLogAfter (c: Core): void {
   Atomics.store(c.ints, I_LOG_AFTER_MS, ms)
 }
 
+/** Called by the sampler tick. The gap slots are written before the beat the worker waits for. */
+function beat (): void {
+  if (core === null) return
+  const beats = core.beats
+  const now = process.hrtime.bigint()
+  const previous = Atomics.load(beats, B_HEARTBEAT)
+  if (now - previous > THRESHOLD_NS) {
+    Atomics.store(beats, B_GAP_FROM, previous)
+    Atomics.store(beats, B_GAP_TO, now)
+  }
+  Atomics.store(beats, B_HEARTBEAT, now)
+}
+
 function onWorkerMessage (stall: WatchdogStall): void {
   const c = core
   if (c === null) return
@@ -153,10 +172,10 @@ function onWorkerMessage (stall: WatchdogStall): void {
 
 function start (): Core {
   const ints = new Int32Array(new SharedArrayBuffer(3 * Int32Array.BYTES_PER_ELEMENT))
-  const beats = new BigInt64Array(new SharedArrayBuffer(2 * BigInt64Array.BYTES_PER_ELEMENT))
+  const beats = new BigInt64Array(new SharedArrayBuffer(4 * BigInt64Array.BYTES_PER_ELEMENT))
   beats[B_HEARTBEAT] = process.hrtime.bigint()
   const sampler = acquireSampler()
-  sampler.setHeartbeat(beats)
+  sampler.setHeartbeat(beat)
   // execArgv: [] keeps the parent's loaders (--import, --require) out of a thread that needs none.
   const worker = new Worker(WORKER_SOURCE, {
     eval: true, execArgv: [], workerData: { ints, beats, thresholdMs: WATCHDOG_THRESHOLD_MS, checkMs: WATCHDOG_CHECK_MS }

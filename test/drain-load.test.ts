@@ -1,44 +1,56 @@
 /**
  * Drain under load, on real sockets: keep-alive clients (node:http Agent, undici Pool) and a
- * balancer that keeps opening new connections for a while after the drain starts. The balancer
- * is modelled by stopping the load part-way through the delay (endpoint removal propagating),
- * which leaves half the delay as margin before the listener closes.
+ * balancer that keeps opening new connections for a while after the drain starts.
+ *
+ * The balancer is modelled by stopping the load ROUTED_FOR_MS into the drain (endpoint removal
+ * propagating). Once every request it sent is answered, the test ends the delay early
+ * (DrainRun.beginClosing(), what the delay timer calls): the rest of the delay would only wait,
+ * and on a loaded machine a wall-clock margin between "balancer stops" and "listener closes" is
+ * what flakes. The delay timer itself is covered in drain.test.ts.
  */
 import t from 'tap'
-import { startLoad, type LoadClient } from './helpers/load'
-import { serve, get, connectionsOf } from './helpers/drain'
+import type { ServerResponse } from 'node:http'
+import { startLoad, type Load, type LoadClient } from './helpers/load'
+import { serve, get, connectionsOf, type Served } from './helpers/drain'
+import type { DrainRun } from '../lib/drain'
 
-const DELAY_MS = 400
-/** When the balancer stops routing here, counted from the start of the drain. */
+const DELAY_MS = 2_000
+const TIMEOUT_MS = 2_000
 const ROUTED_FOR_MS = 150
-const TIMEOUT_MS = 1_500
 
-function answerSoon (res: import('node:http').ServerResponse): void {
+function answerSoon (res: ServerResponse): void {
   // 0-3 ms of "work", so requests overlap the phase changes.
   const ms = Math.floor(Math.random() * 4)
   if (ms === 0) setImmediate(() => res.end('ok'))
   else setTimeout(() => res.end('ok'), ms)
 }
 
+/** Starts the drain, stops the balancer ROUTED_FOR_MS later, and closes the listener once its last request is answered. */
+function drainUnderLoad (s: Served, load: Load): ReturnType<Served['handle']['drain']> {
+  const drained = s.handle.drain()
+  const run = s.guard.drainRun as DrainRun
+  setTimeout(() => load.stop(), ROUTED_FOR_MS)
+  load.done.then(() => run.beginClosing(), () => {})
+  return drained
+}
+
 for (const client of ['agent', 'undici'] as LoadClient[]) {
   t.test(`${client}: keep-alive clients under steady load see no hang up while the server drains`, async (t) => {
-    const { handle, server, port } = await serve(t, (req, res) => {
+    const s = await serve(t, (req, res) => {
       if (req.url === '/slow') return // answered by the hard deadline
       answerSoon(res)
     }, { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS } })
 
-    const load = startLoad({ port, client, users: 16, maxRequests: 50_000 })
+    const load = startLoad({ port: s.port, client, users: 16, maxRequests: 50_000 })
     // Two handlers that outlive the drain's hard deadline.
-    const slow = [get(port, '/slow'), get(port, '/slow')]
+    const slow = [get(s.port, '/slow'), get(s.port, '/slow')]
     await load.completed(500) // keep-alive pools are warm
     const atStart = { ...load.counts }
-    const drained = handle.drain()
-    setTimeout(() => load.stop(), ROUTED_FOR_MS)
-    const [result, counts, ...slowAnswers] = await Promise.all([drained, load.done, ...slow])
+    const [result, counts, ...slowAnswers] = await Promise.all([drainUnderLoad(s, load), load.done, ...slow])
 
-    t.comment(`${client}: ${counts.sent} requests: ${counts.ok} 2xx, ${counts.unavailable} 503 ${JSON.stringify(counts.unavailableCodes)}, ` +
-      `${counts.other} other, ${counts.errors} errors ${JSON.stringify(counts.errorCodes)}; ${counts.connectionClose} with Connection: close; ` +
-      `drain ${JSON.stringify(result)}`)
+    t.comment(`${client}: ${counts.sent} requests (${counts.sent - atStart.sent} during the drain): ${counts.ok} 2xx, ` +
+      `${counts.unavailable} 503 ${JSON.stringify(counts.unavailableCodes)}, ${counts.other} other, ${counts.errors} errors ` +
+      `${JSON.stringify(counts.errorCodes)}; ${counts.connectionClose} with Connection: close; drain ${JSON.stringify(result)}`)
     t.equal(counts.errors, 0, 'no hang up, reset or refused connection')
     t.equal(counts.other, 0, 'nothing but 2xx and 503')
     t.equal(counts.ok + counts.unavailable, counts.sent)
@@ -46,28 +58,26 @@ for (const client of ['agent', 'undici'] as LoadClient[]) {
     t.ok(counts.connectionClose > 0, 'answers during the delay carry Connection: close')
     for (const a of slowAnswers) t.match(a, { status: 503, code: 'HG_ERR_SHUTDOWN' }, 'handlers still running at the deadline are answered 503')
     t.match(result, { timedOut: true, answeredAtDeadline: 2, cut: 0, openConnections: 0 })
-    t.equal(server.listening, false)
-    t.equal(await connectionsOf(server), 0, 'no socket left')
+    t.equal(s.server.listening, false)
+    t.equal(await connectionsOf(s.server), 0, 'no socket left')
   })
 }
 
 t.test('rollout: new connections opened during the delay are all served, none refused or reset', async (t) => {
-  const { handle, server, port } = await serve(t, (_req, res) => answerSoon(res), { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS } })
+  const s = await serve(t, (_req, res) => answerSoon(res), { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS } })
   let duringDrain = 0
   let started = false
-  const load = startLoad({ port, client: 'fresh', users: 8, maxRequests: 50_000, path: () => { if (started) duringDrain++; return '/' } })
+  const load = startLoad({ port: s.port, client: 'fresh', users: 8, maxRequests: 50_000, path: () => { if (started) duringDrain++; return '/' } })
   await load.completed(100)
-  const drained = handle.drain()
   started = true
-  setTimeout(() => load.stop(), ROUTED_FOR_MS)
-  const [result, counts] = await Promise.all([drained, load.done])
+  const [result, counts] = await Promise.all([drainUnderLoad(s, load), load.done])
 
-  t.comment(`fresh connections: ${counts.sent} requests (${duringDrain} sent during the delay): ${counts.ok} 2xx, ${counts.unavailable} 503, ${counts.errors} errors ${JSON.stringify(counts.errorCodes)}; drain ${JSON.stringify(result)}`)
+  t.comment(`fresh connections: ${counts.sent} requests (${duringDrain} sent during the delay): ${counts.ok} 2xx, ` +
+    `${counts.unavailable} 503, ${counts.errors} errors ${JSON.stringify(counts.errorCodes)}; drain ${JSON.stringify(result)}`)
   t.ok(duringDrain > 0, 'the balancer kept sending after the drain started')
   t.equal(counts.errors, 0)
   t.equal(counts.unavailable, 0, 'none refused within the delay')
   t.equal(counts.ok, counts.sent, 'every request served (2xx)')
   t.match(result, { timedOut: false, refused: 0, cut: 0, openConnections: 0 })
-  t.ok(result.durationMs >= DELAY_MS - 5, `drain lasted the delay (${result.durationMs} ms)`)
-  t.equal(await connectionsOf(server), 0)
+  t.equal(await connectionsOf(s.server), 0)
 })

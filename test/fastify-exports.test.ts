@@ -19,16 +19,23 @@ async function node (args: string[]): Promise<unknown> {
 }
 
 // A 100 ms route budget, a handler that answers after 300 ms: the answer must be the guard's 504.
+// pressure: false: a CPU-starved child under a parallel test run looks stalled for more than the
+// budget, and would rightly be answered 503 HG_ERR_STALLED.
 const SERVE = `
   const app = Fastify()
-  await app.register(plugin, { handlerTimeout: 100, margin: 50 })
+  await app.register(plugin, { handlerTimeout: 100, margin: 50, pressure: false })
   app.get('/', (req, reply) => { setTimeout(() => reply.send('late'), 300) })
   await app.listen({ port: 0, host: '127.0.0.1' })
-  // Loading modules after the plugin registered is synchronous work the stall detector sees; a
-  // request right behind it, with a 100 ms budget, would be refused 503 HG_ERR_STALLED.
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  const res = await fetch('http://127.0.0.1:' + app.server.address().port + '/')
-  const body = await res.json()
+  // node:http, not fetch: loading undici on first use is synchronous work in this same process,
+  // which the stall detector would see; with a 100 ms budget that request would get 503 HG_ERR_STALLED.
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const res = await new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: app.server.address().port, path: '/', agent: false }, (r) => {
+      let text = ''
+      r.setEncoding('utf8').on('data', (c) => { text += c }).on('end', () => resolve({ status: r.statusCode, text }))
+    }).on('error', reject)
+  })
+  const body = JSON.parse(res.text)
   await app.close()
 `
 
@@ -38,6 +45,7 @@ t.before(() => {
 
 t.test("CommonJS: require('hangup-guard/fastify') is the plugin itself, with .default and named exports", async (t) => {
   const out = await node(['-e', `
+    const http = require('node:http')
     const Fastify = require('fastify')
     const plugin = require('hangup-guard/fastify')
     ;(async () => {
@@ -59,6 +67,7 @@ t.test("CommonJS: require('hangup-guard/fastify') is the plugin itself, with .de
 
 t.test("ESM: import('hangup-guard/fastify') gives the plugin as default, and named exports", async (t) => {
   const out = await node(['--input-type=module', '-e', `
+    import http from 'node:http'
     import Fastify from 'fastify'
     import plugin, { hangupGuard, fastifyServerOptions } from 'hangup-guard/fastify'
     const dynamic = await import('hangup-guard/fastify')

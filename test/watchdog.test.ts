@@ -56,9 +56,9 @@ t.test('a 600 ms block is seen while it lasts and reported within max(20%, 50 ms
   t.same(watchdog.stalls.at(-1), stall)
   t.notOk(watchdog.stalled, 'cleared once the heartbeat resumed')
   t.equal(watchdog.stalledForMs(), 0)
-  // Both measure from heartbeat to heartbeat; the worker may read the new one up to 10 ms late.
+  // Both measure from the last beat before to the first after, even when the worker wakes late.
   const own = sampler.stalls.at(-1)!
-  t.ok(Math.abs(own.durationMs - stall.durationMs) < 15, `sampler ${own.durationMs} ms, watchdog ${stall.durationMs} ms`)
+  t.ok(Math.abs(own.durationMs - stall.durationMs) < 5, `sampler ${own.durationMs} ms, watchdog ${stall.durationMs} ms`)
 })
 
 t.test('ref-counted with the sampler: the last release stops the worker', async t => {
