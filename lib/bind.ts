@@ -103,7 +103,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
     sampler,
     watchdog,
     plan: planJson,
-    stats: () => guard.stats.snapshot(),
+    stats: () => guard.snapshot(),
     draining: () => guard.drainPhase === 0 ? null : `draining (${guard.drainState().phase})`
   })
   const applied = applyPlan(server, plan)

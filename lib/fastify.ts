@@ -11,18 +11,19 @@ import type { Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { bindServer } from './bind'
+import { type Binding, bindServer } from './bind'
 import type { Guard, Refusal } from './guard'
 import type { Deadline } from './pending'
 import type { TimeoutPlan } from './plan'
 import type { StatsSnapshot } from './stats'
 import type { DrainOptions } from './options'
+import type { HealthAnswer, HealthKind } from './health'
 import { type DrainResult, startDrain, forceDrain } from './drain'
 import { type SignalHandlers, onDrainSignals, readHandleSignals } from './signals'
 import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_OPT_TYPE, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from './errors'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
-  type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource,
+  type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource, type ResolvedUnderPressure,
   FASTIFY_KEYS, kRoute, readUnderPressure, reconcileFastifyConfig, routeRecordFor, fastifyServerOptions
 } from './fastify-options'
 import { fastifyAnswerer, answerPayload } from './fastify-answer'
@@ -42,6 +43,8 @@ interface FastifyHangupGuard {
    * server, without those Fastify hooks (each costs an allocation per request).
    */
   stats (): StatsSnapshot
+  /** The liveness or readiness document now (what the health routes answer). */
+  health (kind?: HealthKind): HealthAnswer
   /**
    * Drains the server (options `drain: { delay, timeout }`, overridable per call): readiness
    * fails, connections close, in-flight handlers finish or are answered. Resolves when the HTTP
@@ -116,8 +119,9 @@ function lateRecord (door: Door, request: FastifyRequest, config: RouteConfigSlo
 }
 
 /**
- * Admission and deadline, first in the context's onRequest chain. `request.routeOptions` builds an
- * object per call (~40 ns, measured on Node 20), the one cost here besides the core's track().
+ * Admission and deadline, in the context's onRequest chain (hooks added to the context before the
+ * plugin run first: register it early). `request.routeOptions` builds an object per call (~40 ns,
+ * measured on Node 20), the one cost here besides the core's verdict() and track().
  */
 function onRequest (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const door = (this.server as DoorServer)[kDoor]
@@ -161,8 +165,9 @@ function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, ref
  * AbortController behind `request.signal` in a private symbol (lib/request.js, kRequestSignal), so
  * no public API can make it abort at our deadline; creating it per request is also most of the
  * cost of Fastify's handlerTimeout. `request.deadline.signal` creates its controller only when a
- * handler reads it. (Fastify's own `request.signal` still aborts, without a reason, when the
- * request closes, which follows the guard's answer.)
+ * handler reads it. Fastify's own `request.signal` aborts when the client leaves, but not at the
+ * guard's answer: to Fastify that is a response that finished (it removes its close listener on
+ * 'finish' whenever a logger or onResponse hook is set).
  */
 async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOptions): Promise<void> {
   if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
@@ -176,18 +181,25 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   try {
     reconcileFastifyConfig(config, before, binding.guard.plan)
     if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
+    await install(app, options, binding, underPressure, handleSignals)
   } catch (err) {
+    // Nothing stays applied when registration fails (a decorator or health route already taken…).
+    delete server[kDoor]
     binding.unbind()
     throw err
   }
+}
+
+async function install (app: FastifyInstance, options: FastifyHangupGuardOptions, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
   const { guard, applied } = binding
+  const server = app.server as DoorServer
   const plan = guard.plan
   guard.answerer = fastifyAnswerer
   server[kDoor] = {
     guard,
     plan,
     fallback: Object.freeze({ budget: guard.budget, source: 'default' as RouteBudgetSource, ownErrorHandler: false }),
-    fastifyHandlerTimeout: config.handlerTimeout ?? 0,
+    fastifyHandlerTimeout: (app.initialConfig as FastifyConfigView).handlerTimeout ?? 0,
     composePressure: options.underPressure !== false
   }
 
@@ -201,7 +213,8 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   const handle: FastifyHangupGuard = {
     plan,
     explain: () => `${plan.explain()}\n${notes.join('\n')}`,
-    stats: () => guard.stats.snapshot(),
+    stats: () => guard.snapshot(),
+    health: (kind: HealthKind = 'readiness') => binding.health(kind),
     drain: (drainOptions?: DrainOptions) => startDrain(server, guard, drainOptions)
   }
   app.decorate('hangupGuard', handle)
@@ -237,7 +250,7 @@ Object.assign(hangupGuard, { default: hangupGuard, hangupGuard, fastifyServerOpt
 declare namespace hangupGuard {
   export type {
     FastifyHangupGuardOptions, FastifyHangupGuardOptions as Options, UnderPressureOptions, RouteGuardConfig,
-    FastifyTimeoutOptions, FastifyHangupGuard, Deadline, DrainResult, DrainOptions, StatsSnapshot, TimeoutPlan
+    FastifyTimeoutOptions, FastifyHangupGuard, Deadline, DrainResult, DrainOptions, StatsSnapshot, TimeoutPlan, HealthAnswer, HealthKind
   }
   export { hangupGuard as default, hangupGuard, fastifyServerOptions }
 }

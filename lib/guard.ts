@@ -13,7 +13,7 @@ import {
 import { type AnswerOptions, isAnswered, sendAnswer } from './answer'
 import { Pending, type PendingOwner } from './pending'
 import { schedule, unschedule, type DeadlineEntry } from './deadline'
-import { Stats, type IncidentCause } from './stats'
+import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending } from './symbols'
@@ -245,10 +245,15 @@ export class Guard implements PendingOwner {
     res.end(req.method === 'HEAD' ? undefined : body)
   }
 
+  /** Counters with the drain phase (docs/api.md#counters). */
+  snapshot (): StatsSnapshot {
+    return this.stats.snapshot(this.drainState())
+  }
+
   /** Refuses a request with an explicit answer on a raw response (plain http). */
   refuseRaw (req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
     const status = refusal.error.statusCode
-    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close })
+    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close || this.drainPhase !== DrainPhase.None })
     this.recordRefusal(req, refusal, status, null)
   }
 }

@@ -87,7 +87,7 @@ export function configureServerTimeouts (server: Server, options: HangupGuardOpt
   return {
     plan,
     explain: () => `${plan.explain()}\n${applied.notes.map((n) => `applied: ${n}`).join('\n')}`,
-    stats: () => guard.stats.snapshot(),
+    stats: () => guard.snapshot(),
     health: (kind: HealthKind = 'readiness') => binding.health(kind),
     drain: (drainOptions?: DrainOptions) => closed && guard.drainRun === null ? Promise.reject(new HG_ERR_CLOSED()) : startDrain(server, guard, drainOptions),
     close (): void {

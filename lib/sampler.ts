@@ -88,9 +88,10 @@ export interface Sampler {
   readonly lastStallEndedAt: number
   readonly lastStallDurationMs: number
   /**
-   * How long a request seen at `now` (performance.now()) may have waited behind a stall: the
-   * stall that is still unrecorded (tick overdue) or that ended within the backlog window; else 0.
-   * No allocation: meant for the request path.
+   * How long a request seen at `now` (performance.now()) may have waited behind stalls: since the
+   * start of a stall still unrecorded (tick overdue) or that ended within the backlog window; else
+   * 0. A stall that starts before the previous backlog drained extends it (its requests wait for
+   * both). No allocation: meant for the request path.
    */
   backlogStallMs (now: number): number
   onSample (fn: SampleListener): void
@@ -111,6 +112,8 @@ class SharedSampler implements Sampler {
   lastStallEndedAt = -Infinity
   lastStallDurationMs = 0
   backlogUntil = -Infinity
+  backlogStartedAt = 0
+  backlogMs = 0
   windowStallLateMs = 0
   heartbeat: (() => void) | null = null
   readonly listeners = new Set<SampleListener>()
@@ -145,9 +148,10 @@ class SharedSampler implements Sampler {
     if (!this.running) return 0
     // Phase order: a block in a timer callback or a poll callback can let queued requests through
     // before the late tick has run; the overdue tick is the stall, still in progress for us.
-    const overdueMs = now - this.lastTickAt
-    if (overdueMs > TICK_MS + STALL_THRESHOLD_MS) return overdueMs
-    return now <= this.backlogUntil ? this.lastStallDurationMs : 0
+    if (now - this.lastTickAt > TICK_MS + STALL_THRESHOLD_MS) {
+      return now - (this.lastTickAt <= this.backlogUntil ? this.backlogStartedAt : this.lastTickAt)
+    }
+    return now <= this.backlogUntil ? this.backlogMs : 0
   }
 
   onSample (fn: SampleListener): void { this.listeners.add(fn) }
@@ -171,10 +175,12 @@ class SharedSampler implements Sampler {
       if (this.stalls.length > MAX_STALLS) this.stalls.shift()
       this.lastStallEndedAt = now
       this.lastStallDurationMs = gapMs
+      if (this.lastTickAt > this.backlogUntil) this.backlogStartedAt = this.lastTickAt
+      this.backlogMs = now - this.backlogStartedAt
       this.backlogUntil = now + BACKLOG_WINDOW_MS
       this.windowStallLateMs = Math.max(this.windowStallLateMs, gapMs - TICK_MS)
     } else if (gapMs > TICK_MS + CATCHUP_LATE_MS && now <= this.backlogUntil) {
-      this.backlogUntil = Math.min(now + BACKLOG_WINDOW_MS, this.lastStallEndedAt + Math.max(BACKLOG_WINDOW_MS, this.lastStallDurationMs))
+      this.backlogUntil = Math.min(now + BACKLOG_WINDOW_MS, this.lastStallEndedAt + Math.max(BACKLOG_WINDOW_MS, this.backlogMs))
     }
     this.lastTickAt = now
     if (this.heartbeat !== null) this.heartbeat()

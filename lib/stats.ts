@@ -5,6 +5,7 @@
  * to the optional `onIncident` callback. Counter names are part of the API (docs/api.md).
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
+import type { DrainState } from './drain'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
 export const INCIDENT_CHANNEL = 'hangup-guard:incident'
@@ -67,6 +68,8 @@ export interface StatsSnapshot {
   readonly idleClosed: number
   /** Health probe requests answered. */
   readonly healthChecks: number
+  /** Drain phase ('serving' until a drain starts) and its times. */
+  readonly drain: DrainState
 }
 
 /** Mutable counters behind a guard; `snapshot()` gives the frozen, documented shape. */
@@ -127,7 +130,7 @@ export class Stats {
     }
   }
 
-  snapshot (): StatsSnapshot {
+  snapshot (drain: DrainState): StatsSnapshot {
     return Object.freeze({
       requests: this.requests,
       inFlight: this.inFlight,
@@ -143,7 +146,8 @@ export class Stats {
       cut: Object.freeze({ deadline: this.cutDeadline, socketTimeout: this.cutSocketTimeout, shutdown: this.cutShutdown }),
       clientGone: Object.freeze({ count: this.clientGone, wastedMs: Math.round(this.wastedMs) }),
       idleClosed: this.idleClosed,
-      healthChecks: this.healthChecks
+      healthChecks: this.healthChecks,
+      drain
     })
   }
 }

@@ -16,7 +16,7 @@ import type { DrainRun } from '../lib/drain'
 
 const DELAY_MS = 2_000
 const TIMEOUT_MS = 2_000
-const ROUTED_FOR_MS = 150
+const ROUTED_FOR_MS = 500
 
 function answerSoon (res: ServerResponse): void {
   // 0-3 ms of "work", so requests overlap the phase changes.

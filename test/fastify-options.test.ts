@@ -163,3 +163,17 @@ t.test('explain() shows the plan, how it was applied, and the Fastify side', asy
   t.equal(app.hangupGuard.plan.keepAliveTimeout.value, 65_000)
   await app.close()
 })
+
+t.test('a registration that fails after binding leaves nothing applied (route or decorator already taken)', async (t) => {
+  const taken = Fastify()
+  taken.get('/livez', async () => 'mine')
+  await registerFails(t, taken, () => taken.register(hangupGuard, {}), 'FST_ERR_DUPLICATED_ROUTE')
+  const decorated = Fastify()
+  decorated.decorate('hangupGuard', null as never)
+  await registerFails(t, decorated, () => decorated.register(hangupGuard, {}), 'FST_ERR_DEC_ALREADY_PRESENT')
+  const free = Fastify()
+  free.get('/livez', async () => 'mine')
+  await free.register(hangupGuard, { health: false })
+  t.ok(bindingOf(free.server), 'health: false frees the paths')
+  await free.close()
+})
