@@ -57,7 +57,7 @@ function createError<Args extends unknown[] = unknown[]> (
 
 /** Options */
 export const HG_ERR_OPT_TYPE = createError<[string, unknown, string]>(
-  'HG_ERR_OPT_TYPE', "Option '%s' must be %s, got %j", 500, TypeError)
+  'HG_ERR_OPT_TYPE', "Option '%s' got %j; it must be %s", 500, TypeError)
 export const HG_ERR_OPT_DURATION = createError<[string, unknown]>(
   'HG_ERR_OPT_DURATION', "Option '%s' must be a duration: a number of milliseconds >= 0, or a string such as '500ms', '30s', '2m', '1h'; got %j", 500, TypeError)
 export const HG_ERR_OPT_RANGE = createError<[string, unknown, string]>(

@@ -59,7 +59,7 @@ for (;;) {
       logged = true
       const line = 'hangup-guard: the event loop of process ' + process.pid + ' has been stalled for ' +
         Math.round(Number(now - start) / 1e6) + ' ms (still blocked)\\n'
-      try { writeSync(2, line) } catch {}
+      try { writeSync(2, line) } catch {} // EAGAIN on a full pipe: losing the line beats losing the watchdog
     }
   }
 }
