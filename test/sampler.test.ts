@@ -116,7 +116,9 @@ t.test('a busy loop under the threshold is no stall', async t => {
     spin(STALL_THRESHOLD_MS / 2)
     await sleep(0)
   }
-  t.equal(sampler.stalls.length, count)
+  // A sampler that took busy work for stalls would record ~10 here; a shared, loaded CI machine
+  // may preempt the process once past the threshold, which is a real (external) stall.
+  t.ok(sampler.stalls.length - count <= 1, `${sampler.stalls.length - count} stall(s) recorded`)
 })
 
 t.test('onSample listeners are called each sample until removed', async t => {
