@@ -6,6 +6,7 @@
 import http, { type Server } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_TYPE } from './errors'
 import { type PlanOptions, planTimeouts } from './plan'
 import { type GuardOptions, checkKnownKeys, resolveGuardOptions } from './options'
@@ -50,6 +51,11 @@ export type BoundServer = Server & { [kGuard]?: Binding }
 
 function onServerTimeout (this: BoundServer, socket: Socket): void {
   this[kGuard]?.guard.socketTimeout(socket)
+}
+
+function onListening (this: BoundServer): void {
+  const binding = this[kGuard]
+  if (binding !== undefined) binding.guard.listeningAt = performance.now()
 }
 
 export function checkServer (server: unknown): asserts server is Server {
@@ -108,6 +114,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
+  server.on('listening', onListening)
   const binding: Binding = {
     server,
     guard,
@@ -119,6 +126,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
+      server.removeListener('listening', onListening)
       applied.restore()
       pressure.close()
       watchdog?.release()

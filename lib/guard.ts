@@ -59,6 +59,8 @@ export class Guard implements PendingOwner {
   pressure: PressureSource | null = null
   answerer: Answerer = rawAnswer
   drainPhase: DrainPhaseValue = DrainPhase.None
+  /** performance.now() when the server started listening (bind.ts keeps it current). */
+  listeningAt = performance.now()
   /** Head of the in-flight list (arrival order). */
   private inHead: Pending | null = null
   private inTail: Pending | null = null
@@ -90,7 +92,9 @@ export class Guard implements PendingOwner {
   verdict (budget: number, now: number): Refusal | null {
     if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true }
     if (this.stall !== null && budget > 0) {
-      const stalled = this.stall.backlogStallMs(now)
+      let stalled = this.stall.backlogStallMs(now)
+      // A request cannot have waited since before the server listened (startup work is no backlog).
+      if (stalled > now - this.listeningAt) stalled = now - this.listeningAt
       if (stalled >= budget) return { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: false }
     }
     if (this.pressure !== null && this.pressure.reason !== null) {

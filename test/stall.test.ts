@@ -10,7 +10,8 @@ import { once } from 'node:events'
 import { join } from 'node:path'
 import http from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { get } from './helpers/net'
+import { get, listen, closeServer } from './helpers/net'
+import { configureServerTimeouts } from '../lib/http'
 
 interface Msg { handled?: number, port?: number, blocking?: true, stall?: { startedAt: number, durationMs: number }, stats?: { answered: { stall: number } } }
 
@@ -69,4 +70,17 @@ t.test('requests queued during a 800 ms stall (budget 300 ms) get 503 + Retry-Af
   t.equal(ready.status, 200, 'readiness passes again once the window is clean')
   t.equal((await get(port, '/work')).status, 200, 'fresh traffic is served')
   agent.destroy()
+})
+
+t.test('synchronous start-up work before listen() is not a backlog: the first requests are served', async (t) => {
+  const server = http.createServer((req, res) => res.end('ok'))
+  const guard = configureServerTimeouts(server, { handlerTimeout: 200, margin: 50, watchdog: false })
+  const end = performance.now() + 400
+  while (performance.now() < end) { /* loading modules, warming caches… */ }
+  const port = await listen(server)
+  const first = await get(port, '/')
+  t.equal(first.status, 200, 'not shed as HG_ERR_STALLED')
+  t.equal(guard.stats().answered.stall, 0)
+  guard.close()
+  await closeServer(server)
 })
