@@ -42,8 +42,6 @@ export interface PressureOptions {
   healthCheck?: (() => boolean | Promise<boolean>) | false
   /** Time between two runs of healthCheck (ms, or '5s'); a run still pending after it fails. @default 5000 (ms) */
   healthCheckInterval?: Duration
-  /** Seconds sent in Retry-After with a pressure 503; `false` or 0 sends none. @default 5 (s) */
-  retryAfter?: number | false
 }
 
 export type PressureCheckName = 'eventLoop:delay' | 'eventLoop:utilization' | 'memory:heapUsed' | 'memory:rss' | 'cpu:throttling' | 'application:healthCheck'
@@ -68,8 +66,6 @@ export interface PressureCheck {
 export interface Pressure {
   /** Null when every check passes, else the first failing check's reason. Hot-path field. */
   readonly reason: string | null
-  /** The Retry-After value to send with a pressure 503, in seconds; 0: send none. */
-  readonly retryAfterSeconds: number
   readonly checks: readonly PressureCheck[]
   check (name: PressureCheckName): PressureCheck | undefined
   /** Stops listening to the sampler (the sampler itself belongs to the caller). */
@@ -88,7 +84,6 @@ const READERS: Record<Exclude<PressureCheckName, 'application:healthCheck'>, [st
 class Evaluator implements Pressure {
   reason: string | null = null
   readonly checks: PressureCheck[] = []
-  readonly retryAfterSeconds: number
   private closed = false
   private healthRun = 0
   private healthRunStartedAt = -Infinity
@@ -112,10 +107,6 @@ class Evaluator implements Pressure {
       this.add('application:healthCheck', 'boolean', [1, true], 'option')
       this.runHealthCheck(performance.now())
     }
-    const retryAfter = options.retryAfter ?? 5
-    if (retryAfter !== false && typeof retryAfter !== 'number') throw new HG_ERR_OPT_TYPE('retryAfter', retryAfter, 'a whole number of seconds, or false')
-    if (!(retryAfter === false || (Number.isInteger(retryAfter) && retryAfter >= 0))) throw new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0, or false')
-    this.retryAfterSeconds = retryAfter === false ? 0 : retryAfter
     sampler.onSample(this.listener)
   }
 

@@ -167,7 +167,15 @@ function onWorkerMessage (stall: WatchdogStall): void {
   if (c === null) return
   c.stalls.push(stall)
   if (c.stalls.length > MAX_STALLS) c.stalls.shift()
-  for (const lease of c.leases) if (lease.onStall !== null) lease.onStall(stall)
+  for (const lease of c.leases) {
+    if (lease.onStall === null) continue
+    try {
+      lease.onStall(stall)
+    } catch (err) {
+      // An observer that throws must not crash the process it watches.
+      process.emitWarning(`hangup-guard: onStall threw: ${(err as Error)?.message ?? String(err)}`, 'HangupGuardWarning')
+    }
+  }
 }
 
 function start (): Core {

@@ -17,7 +17,6 @@ t.test('defaults: 1 s delay, 90% of the V8 heap; no RSS, throttling or utilisati
   t.same(limitsOf(pressure.checks), { 'eventLoop:delay': 1000, 'memory:heapUsed': Math.floor(0.9 * HEAP_LIMIT) })
   t.match(pressure.check('memory:heapUsed')!.limitSource, /^default: 90% of V8 heap_size_limit \(4096 MiB\)$/)
   t.equal(pressure.check('memory:rss'), undefined)
-  t.equal(pressure.retryAfterSeconds, 5)
   t.equal(pressure.reason, null, 'nothing judged before the first sample')
   pressure.close()
 })
@@ -33,19 +32,17 @@ t.test('defaults under container limits: RSS at 90% of the memory limit, throttl
 
 t.test('each check can be set, or turned off with false or 0', async t => {
   const all: PressureOptions = {
-    maxEventLoopDelay: '250ms', maxEventLoopUtilization: 0.95, maxHeapUsedBytes: 1e9, maxRssBytes: 2e9, maxThrottledRatio: 0.2, retryAfter: 30
+    maxEventLoopDelay: '250ms', maxEventLoopUtilization: 0.95, maxHeapUsedBytes: 1e9, maxRssBytes: 2e9, maxThrottledRatio: 0.2
   }
   const on = createPressure(fakeSampler(LIMITED), all)
   t.same(limitsOf(on.checks), {
     'eventLoop:delay': 250, 'eventLoop:utilization': 0.95, 'memory:heapUsed': 1e9, 'memory:rss': 2e9, 'cpu:throttling': 0.2
   })
   t.ok(on.checks.every(c => c.limitSource === 'option'))
-  t.equal(on.retryAfterSeconds, 30)
   const off = createPressure(fakeSampler(LIMITED), {
-    maxEventLoopDelay: false, maxEventLoopUtilization: 0, maxHeapUsedBytes: false, maxRssBytes: 0, maxThrottledRatio: false, retryAfter: false
+    maxEventLoopDelay: false, maxEventLoopUtilization: 0, maxHeapUsedBytes: false, maxRssBytes: 0, maxThrottledRatio: false
   })
   t.same(off.checks, [])
-  t.equal(off.retryAfterSeconds, 0)
   on.close()
   off.close()
 })
@@ -61,9 +58,7 @@ t.test('options are validated with coded errors naming the option', async t => {
     [{ maxRssBytes: 1.5 }, 'HG_ERR_OPT_RANGE', /maxRssBytes/],
     [{ maxRssBytes: '1GB' as never }, 'HG_ERR_OPT_TYPE', /maxRssBytes/],
     [{ healthCheck: 'yes' as never }, 'HG_ERR_OPT_TYPE', /healthCheck/],
-    [{ healthCheckInterval: 'often' }, 'HG_ERR_OPT_DURATION', /healthCheckInterval/],
-    [{ retryAfter: 1.5 }, 'HG_ERR_OPT_RANGE', /retryAfter/],
-    [{ retryAfter: '5' as never }, 'HG_ERR_OPT_TYPE', /retryAfter/]
+    [{ healthCheckInterval: 'often' }, 'HG_ERR_OPT_DURATION', /healthCheckInterval/]
   ]
   for (const [options, code, message] of cases) t.throws(() => createPressure(s, options), { code, message }, JSON.stringify(options))
 })
