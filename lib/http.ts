@@ -64,7 +64,10 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
 }
 
 function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown, res?: unknown): boolean {
-  if (event === 'request' && !admit(this[kHttpGuard], req as IncomingMessage, res as ServerResponse)) return true
+  if (event === 'request') {
+    // Fixed arity on the hot path: no `arguments` object per request.
+    return admit(this[kHttpGuard], req as IncomingMessage, res as ServerResponse) ? (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res) : true
+  }
   return this[kEmit].apply(this, arguments as unknown as Parameters<Server['emit']>)
 }
 

@@ -269,7 +269,7 @@ t.test('routes declared before the plugin get their config read at their first r
 t.test('registered inside a plugin: only that context gets deadlines; the timeouts are per server', async (t) => {
   const app = Fastify()
   await app.register(async (api) => {
-    await api.register(hangupGuard, { handlerTimeout: 100, margin: 50, pressure: false })
+    await api.register(hangupGuard, { handlerTimeout: 100, margin: 50, timeout: 150, pressure: false })
     api.get('/api/slow', async () => { await sleep(300); return 'late' })
     t.ok(api.hasDecorator('hangupGuard'))
   })
@@ -278,7 +278,7 @@ t.test('registered inside a plugin: only that context gets deadlines; the timeou
   app.get('/outside-slow', async () => { await sleep(400); return 'late' })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(() => app.close())
-  t.equal(app.server.timeout, 150, 'the plan is applied to the one server')
+  t.equal(app.server.timeout, 150, 'the plan (with its explicit socket timeout) is applied to the one server')
   t.equal(app.hasDecorator('hangupGuard'), false, 'the decorator stays in its context')
   t.equal((await get(port(app), '/api/slow')).status, 504)
   const outside = await get(port(app), '/outside')
