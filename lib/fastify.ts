@@ -147,8 +147,6 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   }
   const p = guard.track(request.raw, reply.raw, budget, now, reply)
   p.route = config.url ?? null
-  // A budget above the default outlasts the planned socket backstop: move it for this request.
-  if (budget > guard.budget) guard.deadlineMoved(p)
   request.deadline = p
   done()
 }

@@ -121,7 +121,9 @@ export class Guard implements PendingOwner {
     }
     this.inTail = p
     if (budget > 0) schedule(p)
-    else if (this.socketSlack !== null && this.budget > 0) this.deadlineMoved(p) // excluded: no backstop either
+    // A budget beyond the planned one (a route's), or none (excluded), moves this socket's
+    // inactivity timeout with it, when one is set.
+    if (this.socketSlack !== null && (budget > this.budget || (budget === 0 && this.budget > 0))) this.deadlineMoved(p)
     res.on('close', onResponseClose)
     if (this.drainPhase === DrainPhase.Grace) res.shouldKeepAlive = false
     return p
