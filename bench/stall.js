@@ -38,7 +38,7 @@ async function run (args) {
   let queued = 0; let shed = 0; let hangups = 0
   const firsts = []
   try {
-    for (let i = 1; i <= stalls; i++) {
+    for (let i = 0; i <= stalls; i++) { // stall 0 warms the refusal path up and is not counted
       child.send({ block: BLOCK_MS })
       await next(child, (m) => m.blocking === true)
       await sleep(100) // the loop is blocked: this burst waits in the kernel
@@ -47,6 +47,7 @@ async function run (args) {
       const report = await next(child, (m) => m.handled !== undefined)
       const s503 = statuses.filter((s) => s === 503).length
       const errors = statuses.filter((s) => typeof s !== 'number').length
+      if (i === 0) { await sleep(300); continue }
       queued += BURST; shed += s503; hangups += errors
       if (report.resumeToFirst503Ms !== null) firsts.push(report.resumeToFirst503Ms)
       rows.push([String(i), String(BURST), String(s503), String(report.handled), String(errors), report.resumeToFirst503Ms === null ? '-' : fmt(report.resumeToFirst503Ms, 2)])
