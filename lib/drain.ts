@@ -28,7 +28,7 @@ import type { Pending } from './pending'
  * transit), and closing it would reset that request. Meanwhile such a request gets an explicit
  * 503 + Connection: close instead.
  */
-export const SWEEP_MS = 100
+export const SWEEP_MS = 250
 /** At the hard deadline, how long the 503 answers (a few hundred bytes) get to reach the client before the connections are destroyed. */
 export const FLUSH_MS = 500
 /** After the connections are destroyed, how long to wait for the server's 'close' before resolving with the connections it does not track (upgraded sockets). */
@@ -236,7 +236,11 @@ type TimerName = typeof TIMERS[number]
 
 function onDelayTimer (run: DrainRun): void { run.beginClosing() }
 function onDeadlineTimer (run: DrainRun): void { run.hardDeadline() }
-function onSweepTimer (run: DrainRun): void { run.sweep() }
+// The sweep runs after the next poll phase, not in the timers phase: a request that already
+// reached the kernel on an idle connection is read first (its connection is then busy, and it
+// gets its 503), instead of being reset by closing a connection with unread data.
+function onSweepTimer (run: DrainRun): void { setImmediate(onSweepImmediate, run) }
+function onSweepImmediate (run: DrainRun): void { run.sweep() }
 function onFlushTimer (run: DrainRun): void { run.destroyAll() }
 function onLingerTimer (run: DrainRun): void { run.linger() }
 
