@@ -9,7 +9,6 @@ import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-
 import { type Binding, bindingOf } from './bind'
 import { SAMPLE_INTERVAL_MS } from './sampler'
 import { HG_ERR_OVERLOADED } from './errors'
-import { pendingOf } from './pending'
 import type { Refusal } from './guard'
 import type { ResolvedUnderPressure, RouteConfigSlots } from './fastify-options'
 import { answerPayload } from './fastify-answer'
@@ -41,7 +40,6 @@ export function onPressure (request: FastifyRequest, reply: FastifyReply, type: 
   if (binding === undefined) return answerPayload(reply, err, {})
   const guard = binding.guard
   // Not yet counted when under-pressure's onRequest hook ran before hangup-guard's.
-  if (pendingOf(request.raw) === undefined) guard.stats.requests++
   const refusal: Refusal = { error: err, cause: 'overload', close: false }
   guard.recordRefusal(request.raw, refusal, err.statusCode, (request.routeOptions.config as RouteConfigSlots).url ?? null)
   return answerPayload(reply, err, { retryAfter: guard.options.retryAfter })

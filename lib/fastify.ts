@@ -152,7 +152,6 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
 }
 
 function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, route: string | null): void {
-  guard.stats.requests++
   const status = refusal.error.statusCode
   reply.send(answerPayload(reply, refusal.error, { retryAfter: guard.options.retryAfter, close: refusal.close }))
   guard.recordRefusal(request.raw, refusal, status, route)

@@ -11,7 +11,7 @@ import {
   HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE
 } from './errors'
 import { type AnswerOptions, isAnswered, sendAnswer } from './answer'
-import { Pending, type PendingOwner } from './pending'
+import { Pending, type PendingOwner, pendingOf } from './pending'
 import { schedule, unschedule, type DeadlineEntry } from './deadline'
 import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
@@ -103,8 +103,9 @@ export class Guard implements PendingOwner {
     return null
   }
 
-  /** Counts and reports a refusal answered by an adapter. */
+  /** Counts and reports a refusal answered by an adapter (the request counts as seen, once). */
   recordRefusal (req: IncomingMessage, refusal: Refusal, statusCode: number, route: string | null): void {
+    if (pendingOf(req) === undefined) this.stats.requests++
     this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req.method ?? '', req.url ?? '', route ?? pathOf(req.url), 0)
   }
 

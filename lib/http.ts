@@ -55,7 +55,6 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
   const budget = guard.budgetFor(req)
   const refusal = guard.verdict(budget, now)
   if (refusal !== null) {
-    guard.stats.requests++
     guard.refuseRaw(req, res, refusal)
     return false
   }
