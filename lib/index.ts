@@ -5,8 +5,8 @@
 export { configureServerTimeouts, type ServerGuard } from './http'
 export type { HangupGuardOptions } from './bind'
 export {
-  planTimeouts, NODE_DEFAULTS, DEFAULT_HANDLER_TIMEOUT_MS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS,
-  type PlanOptions, type TimeoutPlan, type PlanEntry, type PlanSource, type PlanKey, type UpstreamSpec, type ResolvedUpstream
+  planTimeouts, EXPLAIN_WIDTH, NODE_DEFAULTS, DEFAULT_HANDLER_TIMEOUT_MS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS,
+  type PlanOptions, type TimeoutPlan, type PlanEntry, type PlanSource, type PlanKey, type ExplainOptions, type PlanDescription, type UpstreamSpec, type ResolvedUpstream
 } from './plan'
 export { PRESETS, PRESET_NAMES, type Preset, type PresetName, type UpstreamKind } from './presets'
 export { deadlineOf, type Deadline } from './pending'

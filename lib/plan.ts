@@ -94,9 +94,34 @@ export interface TimeoutPlan extends Readonly<Record<PlanKey, PlanEntry>> {
   readonly margin: number | null
   /** What should change outside the server. */
   readonly advice: readonly string[]
-  /** The plan as a text table for people. */
-  explain (): string
+  /**
+   * The plan as a text table for people: one row per setting, the reasons wrapped so that no line
+   * is longer than `width` columns (a word longer than that stays whole).
+   */
+  explain (options?: ExplainOptions): string
+  /**
+   * The plan for structured logs (pino, JSON lines): one short string per setting, so that
+   * `log.info({ plan: plan.describe() })` reads as one line per setting instead of one escaped table.
+   */
+  describe (): PlanDescription
 }
+
+export interface ExplainOptions {
+  /** Longest line, in columns. @default 100 */
+  width?: number
+}
+
+/** `plan.describe()`: every value as text, with its source and reason. */
+export interface PlanDescription {
+  /** e.g. 'aws-alb: AWS Application Load Balancer, L7 proxy, idle 60 s, response timeout 60 s' */
+  readonly upstream: string
+  /** One entry per setting, e.g. handlerTimeout: '30 s (explicit) Set explicitly: …' */
+  readonly settings: Readonly<Record<PlanKey, string>>
+  readonly advice: readonly string[]
+}
+
+/** Default width of explain() (columns). */
+export const EXPLAIN_WIDTH = 100
 
 const UPSTREAM_KEYS = new Set(['name', 'kind', 'idleTimeout', 'responseTimeout', 'deadlineHeader'])
 
@@ -272,9 +297,11 @@ export function planTimeouts (options: PlanOptions = {}): TimeoutPlan {
     connectionsCheckingInterval: interval,
     margin: explicitMargin,
     advice: Object.freeze(advice),
-    explain (): string { return explainPlan(this as TimeoutPlan) }
+    explain (options?: ExplainOptions): string { return explainPlan(this as TimeoutPlan, options) },
+    describe (): PlanDescription { return describePlan(this as TimeoutPlan) }
   }
   Object.defineProperty(plan, 'explain', { enumerable: false })
+  Object.defineProperty(plan, 'describe', { enumerable: false })
   return Object.freeze(plan)
 }
 
@@ -306,18 +333,64 @@ function checkRules (up: ResolvedUpstream, upName: string, explicitMargin: numbe
   }
 }
 
-function explainPlan (plan: TimeoutPlan): string {
-  const up = plan.upstream
-  const head = up.kind === 'none'
-    ? 'upstream: none (direct clients)'
-    : `upstream: ${up.title} [${up.name}], ${up.kind === 'l4' ? 'L4 pass-through' : 'L7 proxy'}, idle ${formatMs(up.idleTimeout as number)}` +
+function upstreamText (up: ResolvedUpstream): string {
+  return up.kind === 'none'
+    ? 'none (direct clients)'
+    : `${up.title} [${up.name}], ${up.kind === 'l4' ? 'L4 pass-through' : 'L7 proxy'}, idle ${formatMs(up.idleTimeout as number)}` +
       (up.responseTimeout === null ? '' : `, response timeout ${formatMs(up.responseTimeout)}`)
-  const rows = PLAN_KEYS.map((k) => [k, formatMs(plan[k].value), plan[k].source, plan[k].reason])
-  const w0 = Math.max(...rows.map((r) => r[0]!.length), 'setting'.length)
-  const w1 = Math.max(...rows.map((r) => r[1]!.length), 'value'.length)
-  const w2 = Math.max(...rows.map((r) => r[2]!.length), 'source'.length)
-  const line = (r: string[]): string => `${r[0]!.padEnd(w0)}  ${r[1]!.padStart(w1)}  ${r[2]!.padEnd(w2)}  ${r[3]}`
-  const out = [`hangup-guard timeout plan; ${head}`, line(['setting', 'value', 'source', 'reason']), ...rows.map(line)]
-  for (const a of plan.advice) out.push(`advice: ${a}`)
+}
+
+/** Splits `text` into lines of at most `width` columns at spaces (a longer word stays whole). */
+export function wrapText (text: string, width: number): string[] {
+  const lines: string[] = []
+  let line = ''
+  // A number and its unit ('5 min') stay on one line.
+  for (const word of text.replace(/(\d) (ms|s|min|h)\b/g, '$1\u00a0$2').split(/[ \t\n]+/)) {
+    if (word === '') continue
+    if (line === '') line = word
+    else if (line.length + 1 + word.length <= width) line += ' ' + word
+    else {
+      lines.push(line)
+      line = word
+    }
+  }
+  if (line !== '' || lines.length === 0) lines.push(line)
+  return lines.map((l) => l.replaceAll('\u00a0', ' '))
+}
+
+/** Narrowest reason column before explain() puts each reason under its row instead of beside it. */
+const MIN_REASON_COLUMNS = 30
+
+function explainPlan (plan: TimeoutPlan, options: ExplainOptions = {}): string {
+  const width = options.width ?? EXPLAIN_WIDTH
+  if (typeof width !== 'number' || !Number.isInteger(width) || width < 40) throw new HG_ERR_OPT_RANGE('explain({ width })', width, 'an integer >= 40 (columns)')
+  const rows = PLAN_KEYS.map((k) => [k, formatMs(plan[k].value), plan[k].source, plan[k].reason] as const)
+  const w0 = Math.max(...rows.map((r) => r[0].length), 'setting'.length)
+  const w1 = Math.max(...rows.map((r) => r[1].length), 'value'.length)
+  const w2 = Math.max(...rows.map((r) => r[2].length), 'source'.length)
+  const indent = w0 + w1 + w2 + 6
+  const beside = width - indent >= MIN_REASON_COLUMNS
+  const pad = beside ? ' '.repeat(indent) : '    '
+  const out = wrapText(`hangup-guard timeout plan; upstream: ${upstreamText(plan.upstream)}`, width)
+    .map((l, i) => i === 0 ? l : `  ${l}`)
+  out.push(beside ? `${'setting'.padEnd(w0)}  ${'value'.padStart(w1)}  ${'source'.padEnd(w2)}  reason` : `${'setting'.padEnd(w0)}  ${'value'.padStart(w1)}  source`)
+  for (const [k, v, source, reason] of rows) {
+    const head = `${k.padEnd(w0)}  ${v.padStart(w1)}  ${source.padEnd(w2)}`
+    const lines = wrapText(reason, width - pad.length)
+    if (beside) out.push(`${head}  ${lines[0]}`, ...lines.slice(1).map((l) => pad + l))
+    else out.push(head.trimEnd(), ...lines.map((l) => pad + l))
+  }
+  for (const a of plan.advice) out.push(...wrapText(`advice: ${a}`, width - 2).map((l, i) => i === 0 ? l : `  ${l}`))
   return out.join('\n')
+}
+
+function describePlan (plan: TimeoutPlan): PlanDescription {
+  const settings = {} as Record<PlanKey, string>
+  for (const k of PLAN_KEYS) settings[k] = `${formatMs(plan[k].value)} (${plan[k].source}) ${plan[k].reason}`
+  const up = plan.upstream
+  return Object.freeze({
+    upstream: up.kind === 'none' ? 'none (direct clients)' : `${up.name}: ${upstreamText(up).replace(` [${up.name}]`, '')}`,
+    settings: Object.freeze(settings),
+    advice: plan.advice
+  })
 }
