@@ -130,3 +130,11 @@ export const HG_ERR_FASTIFY_ROUTE_BUDGET = createError<[string, string, number, 
 export const HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED = createError(
   'HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED',
   "Option 'underPressure' asks hangup-guard to register @fastify/under-pressure, but it is already registered on this instance and a second registration would sample twice. Set the thresholds on your own registration and drop 'underPressure' (hangup-guard still answers its 503s with a coded body), or remove your registration", 500, TypeError)
+
+/** Command line (hangup-guard plan | probe) */
+export const HG_ERR_CLI_USAGE = createError<[string, string]>(
+  'HG_ERR_CLI_USAGE', "%s; see '%s --help'", 500, TypeError)
+export const HG_ERR_CLI_URL = createError<[unknown, string]>(
+  'HG_ERR_CLI_URL', 'probe needs an http:// or https:// URL, got %j: %s', 500, TypeError)
+export const HG_ERR_PROBE_CONNECT = createError<[string, string]>(
+  'HG_ERR_PROBE_CONNECT', 'Could not measure %s: %s', 500)

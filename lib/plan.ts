@@ -345,7 +345,7 @@ export function wrapText (text: string, width: number): string[] {
   const lines: string[] = []
   let line = ''
   // A number and its unit ('5 min') stay on one line.
-  for (const word of text.replace(/(\d) (ms|s|min|h)\b/g, '$1\u00a0$2').split(/[ \t\n]+/)) {
+  for (const word of text.replace(/(\d) (ms|s|min|h)\b/g, '$1\u00a0$2').replace(/(>=|<=) (\d)/g, '$1\u00a0$2').split(/[ \t\n]+/)) {
     if (word === '') continue
     if (line === '') line = word
     else if (line.length + 1 + word.length <= width) line += ' ' + word
