@@ -13,7 +13,7 @@ import { runPlan, formatPlan, type PlanCommandInput } from './cli-plan'
 import { probe, PROBE_MAX_WAIT_MS, PROBE_CONNECTIONS, type ProbeResult, type ProbeProgress } from './probe'
 import { PRESET_NAMES, type PresetName } from './presets'
 import { toMs, formatMs } from './duration'
-import { EXPLAIN_WIDTH } from './plan'
+import { EXPLAIN_WIDTH, wrapText } from './plan'
 
 export const EXIT = Object.freeze({ OK: 0, RISKS: 1, USAGE: 2, UNREACHABLE: 3 })
 
@@ -190,15 +190,17 @@ function formatProbe (r: ProbeResult): string {
   }
   const up = r.upstream.kind === 'none' ? 'none (direct clients)' : `${r.upstream.name} (${r.upstream.kind}, idle ${formatMs(r.upstream.idleTimeoutMs ?? 0)})`
   const lines = [
-    `hangup-guard probe ${r.url}; upstream: ${up}; at most ${formatMs(r.maxWaitMs)} per measure`,
+    `hangup-guard probe ${r.url}`,
+    `upstream: ${up}; at most ${formatMs(r.maxWaitMs)} per measure`,
     `response            ${r.response.status} in ${formatMs(r.response.ms)}; ${r.response.keepAlive ? 'keep-alive' : 'Connection: close'}; Keep-Alive hint: ${r.response.keepAliveHintSeconds === null ? 'none' : `timeout=${r.response.keepAliveHintSeconds}`}`,
     `idle close          ${m(r.idleClose)}`
   ]
-  if (r.idleClose.keepAliveTimeoutEstimateMs !== null) lines.push(`                    = keepAliveTimeout + Node's ~1 s buffer; keepAliveTimeout ~${formatMs(r.idleClose.keepAliveTimeoutEstimateMs)} if the server is Node`)
+  if (r.idleClose.keepAliveTimeoutEstimateMs !== null) lines.push(`                    = keepAliveTimeout + Node's ~1 s buffer (on Node: keepAliveTimeout ~${formatMs(r.idleClose.keepAliveTimeoutEstimateMs)})`)
   lines.push(`headers timeout     ${m(r.headersTimeout)}`, `request timeout     ${m(r.requestTimeout)}`, '')
+  const wrap = (text: string): string[] => wrapText(text, EXPLAIN_WIDTH - 2).map((l, i) => i === 0 ? l : `  ${l}`)
   if (r.risks.length === 0) lines.push('risks: none found')
-  else for (const risk of r.risks) lines.push(`RISK ${risk.id}: ${risk.message}`)
-  for (const n of r.notes) lines.push(`note: ${n}`)
+  else for (const risk of r.risks) lines.push(...wrap(`RISK ${risk.id}: ${risk.message}`))
+  for (const n of r.notes) lines.push(...wrap(`note: ${n}`))
   return lines.join('\n') + '\n'
 }
 

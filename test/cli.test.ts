@@ -145,6 +145,7 @@ t.test('probe measures a bare server (keepAliveTimeout 300 ms, headersTimeout 40
   t.match(text.stdout, /= keepAliveTimeout \+ Node's ~1 s buffer/)
   t.match(text.stdout, /^RISK IDLE_CLOSE_BEFORE_UPSTREAM: /m)
   t.match(text.stderr, /probe: idle close \(holding an idle connection\): up to 3 s/, 'progress on stderr')
+  for (const line of text.stdout.split('\n')) t.ok(line.length <= 100, `probe output within 100 columns: ${line.length}`)
 })
 
 t.test('probe: a guarded server with coherent timeouts has no risk (exit 0); the cap gives lower bounds', async (t) => {

@@ -134,7 +134,7 @@ t.test('node:http: counters from a 504, a cut, a client gone and a drain 503; ga
   t.equal(value(s, 'hangup_guard_clients_gone_total'), 1, 'the client gone')
   const wasted = value(s, 'hangup_guard_wasted_handler_seconds_total')!
   t.ok(Math.abs(wasted - gone.elapsedMs / 1000) < 1e-6, `wasted seconds ${wasted} = the incident's ${gone.elapsedMs} ms`)
-  t.ok(wasted >= 0.045 && wasted < 0.19, 'about the 50 ms the client waited, below the 200 ms budget')
+  t.ok(wasted >= 0.045 && wasted < 0.2, `${wasted} s: about the 50 ms the client waited, below the 200 ms budget`)
   t.equal(value(s, 'hangup_guard_requests_total'), handle.stats().requests, 'requests_total is stats().requests')
   t.ok(handle.stats().requests >= 5)
   t.equal(value(s, 'hangup_guard_in_flight_requests'), 0)
