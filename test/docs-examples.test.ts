@@ -367,6 +367,9 @@ t.test('the examples type-check and run', async (t) => {
           const what = s.do === 'pause' ? 'pause' : `${s.do} ${s.path}`
           await within(scenario(t, s, listening, upstream, child), 10_000, what).catch((err: Error) => t.fail(`${what}: ${err.message}${explain()}`))
         }
+        // Output written just before the requests may still be in the pipe: wait for it (bounded).
+        const expected = (): boolean => (p.expect.stdout ?? []).every((re) => re.test(child.stdout())) && (p.expect.stderr ?? []).every((re) => re.test(child.stderr()))
+        for (let i = 0; i < 100 && !expected(); i++) await new Promise((resolve) => setTimeout(resolve, 20))
         t.equal(child.proc.exitCode, null, 'still up after every request')
         t.notMatch(child.stderr(), /Unhandled|uncaught|ERR_HTTP_HEADERS_SENT|ERR_STREAM_WRITE_AFTER_END/i, 'no crash, no late write error')
         if (p.expect.signal !== undefined) {
