@@ -39,7 +39,7 @@ export function applyPlan (server: Server, plan: TimeoutPlan): AppliedPlan {
     notes.push(rearmConnectionsCheck(server)
       ? 'connectionsCheckingInterval: applied after listen() by re-arming Node\'s connection check.'
       : 'connectionsCheckingInterval: NOT applied: the server was already listening and Node\'s connection check could not be re-armed on this Node version; configure before listen().')
-    notes.push('timeout: connections accepted before the plan keep their socket timeout until their next request.')
+    notes.push('timeout: connections accepted earlier keep their socket timeout until their next request.')
   } else {
     notes.push('All values take effect at listen().')
   }

@@ -4,9 +4,11 @@
  */
 import t from 'tap'
 import http from 'node:http'
+import https from 'node:https'
+import os from 'node:os'
 import path from 'node:path'
-import { execFile } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { execFile, execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { listen, closeServer } from './helpers/net'
 import { configureServerTimeouts } from '../lib/index'
 
@@ -120,10 +122,13 @@ t.test('probe: nothing listening exits 3 with HG_ERR_PROBE_CONNECT', async (t) =
 t.test('probe measures a bare server (keepAliveTimeout 300 ms, headersTimeout 400 ms, requestTimeout 800 ms) and reports the ALB risk', async (t) => {
   const server = http.createServer({ headersTimeout: 400, requestTimeout: 800, connectionsCheckingInterval: 50 }, (req, res) => { res.end('ok') })
   server.keepAliveTimeout = 300
+  let connections = 0
+  server.on('connection', () => { connections++ })
   const port = await listen(server)
   t.teardown(() => closeServer(server))
   const r = await run('probe', `http://127.0.0.1:${port}/`, '--upstream', 'aws-alb', '--max-wait', '3s', '--json')
   t.equal(r.status, 1, 'exit 1: risks found')
+  t.equal(connections, 3, 'three connections, one per measure')
   const doc = JSON.parse(r.stdout)
   t.same(Object.keys(doc), ['url', 'upstream', 'maxWaitMs', 'response', 'idleClose', 'headersTimeout', 'requestTimeout', 'risks', 'notes'])
   t.same(doc.upstream, { name: 'aws-alb', kind: 'proxy', idleTimeoutMs: 60000, responseTimeoutMs: 60000 })
@@ -182,4 +187,26 @@ t.test('probe: a server that drops slow headers without an answer is a risk', as
   t.equal(r.status, 1)
   const doc = JSON.parse(r.stdout)
   t.ok(doc.risks.some((x: { id: string, message: string }) => x.id === 'CLOSED_WITHOUT_ANSWER' && /^Headers sent slowly/.test(x.message)), JSON.stringify(doc.risks))
+})
+
+t.test('probe over https: an unverifiable certificate exits 3 unless --insecure', async (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'hg-probe-tls-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' })
+  } catch {
+    t.pass('skipped: openssl is not available to make a certificate')
+    return
+  }
+  const server = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert: readFileSync(path.join(dir, 'cert.pem')) }, (req, res) => { res.end('ok') })
+  server.keepAliveTimeout = 300
+  const port = await listen(server as unknown as http.Server)
+  t.teardown(() => closeServer(server as unknown as http.Server))
+  const refused = await run('probe', `https://127.0.0.1:${port}/`, '--json', '--quiet', '--max-wait', '2s')
+  t.equal(refused.status, 3)
+  t.equal(JSON.parse(refused.stdout).error.code, 'HG_ERR_PROBE_CONNECT')
+  const r = await run('probe', `https://127.0.0.1:${port}/`, '--insecure', '--json', '--quiet', '--max-wait', '3s')
+  t.equal(r.status, 0, r.stdout)
+  const doc = JSON.parse(r.stdout)
+  t.ok(doc.idleClose.ms >= 1250 && doc.idleClose.ms < 2500, `idle close over TLS ${doc.idleClose.ms} ms`)
 })
