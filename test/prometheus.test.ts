@@ -6,7 +6,9 @@ import t from 'tap'
 import http, { type ServerResponse } from 'node:http'
 import path from 'node:path'
 import diagnosticsChannel from 'node:diagnostics_channel'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, fork } from 'node:child_process'
+import { once } from 'node:events'
+import { enter, makeLimitedCgroup, removeCgroup } from './fixtures/limited-cgroup'
 import { Registry } from 'prom-client'
 import Fastify from 'fastify'
 import { prometheusMetrics } from '../lib/prometheus'
@@ -189,4 +191,23 @@ t.test('nothing loads when unused: the main entry and the Fastify entry do not l
   const files = JSON.parse(loaded) as string[]
   t.notOk(files.some((f) => f.includes(`${path.sep}prom-client${path.sep}`)), 'no prom-client')
   t.notOk(files.some((f) => f.endsWith('prometheus.js') || f.endsWith('cli.js') || f.endsWith('probe.js')), 'no metrics, CLI or probe module')
+})
+
+t.test('on the real kernel: under a 0.2-core CPU limit, hangup_guard_cpu_throttled_ratio is registered and reads the throttling', async (t) => {
+  const cgroup = makeLimitedCgroup(0.2)
+  if (typeof cgroup === 'string') return t.plan(0, cgroup)
+  const child = fork(path.join(__dirname, 'fixtures', 'prometheus-cgroup-child.ts'), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = once(child, 'exit')
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL')
+    await exited
+    removeCgroup(cgroup)
+  })
+  await once(child, 'message')
+  enter(cgroup, child.pid!)
+  child.send('go')
+  const [text] = await once(child, 'message') as [string]
+  t.match(text, /# TYPE hangup_guard_cpu_throttled_ratio gauge\n/)
+  const ratio = Number(/^hangup_guard_cpu_throttled_ratio (\S+)$/m.exec(text)?.[1])
+  t.ok(ratio > 0.5 && ratio <= 1, `throttled in ${ratio} of the CFS periods while burning CPU at 0.2 cores`)
 })
