@@ -161,6 +161,8 @@ async function main () {
   ok(tree.length === 1, `one copy of fastify-plugin (${tree.length})`, tree.join(', '))
   const fastifyLoaded = sh('node', ['--input-type=module', '-e', "import { configureServerTimeouts } from 'hangup-guard'; import { createRequire } from 'node:module'; const r = createRequire(import.meta.url); console.log(typeof configureServerTimeouts, Object.keys(r.cache).some((f) => f.includes('fastify')))"], plain).trim()
   ok(fastifyLoaded === 'function false', 'import { configureServerTimeouts } works and loads nothing of Fastify', fastifyLoaded)
+  const planText = sh('npx', ['--no-install', 'hangup-guard', 'plan', '--upstream', 'nginx'], plain)
+  ok(/^keepAliveTimeout\s+65 s/m.test(planText), 'npx hangup-guard plan runs without fastify or prom-client installed')
 
   section('TypeScript project (nodenext, strict)')
   const tsDir = project('typescript', 'module', ['fastify', 'prom-client', 'typescript@5.9', '@types/node@20'])
@@ -189,8 +191,12 @@ async function main () {
     }
   }
 
-  section('CommonJS project')
-  const cjs = project('cjs', 'commonjs', ['fastify', 'prom-client'])
+  section('CommonJS project (with Express)')
+  const cjs = project('cjs', 'commonjs', ['fastify', 'prom-client', 'express@4'])
+  const recipes = fs.readFileSync(path.join(ROOT, 'docs', 'recipes.md'), 'utf8')
+  const express = /<!-- example: express -->\n```js\n([\s\S]*?)```/.exec(recipes)[1]
+  fs.writeFileSync(path.join(cjs, 'express.js'), express.replace("handlerTimeout: '20s'", "handlerTimeout: '300ms'"))
+  await runServer(cjs, path.join(cjs, 'express.js'), [['/report', false, 200, /upstream/], ['/report', true, 504, /HG_ERR_DEADLINE/]])
   fs.writeFileSync(path.join(cjs, 'server.js'), `const http = require('node:http')
 const { configureServerTimeouts, deadlineOf } = require('hangup-guard')
 const hangupGuard = require('hangup-guard/fastify')
