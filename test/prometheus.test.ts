@@ -136,7 +136,9 @@ t.test('node:http: counters from a 504, a cut, a client gone and a drain 503; ga
   t.equal(value(s, 'hangup_guard_clients_gone_total'), 1, 'the client gone')
   const wasted = value(s, 'hangup_guard_wasted_handler_seconds_total')!
   t.ok(Math.abs(wasted - gone.elapsedMs / 1000) < 1e-6, `wasted seconds ${wasted} = the incident's ${gone.elapsedMs} ms`)
-  t.ok(wasted >= 0.045 && wasted < 0.2, `${wasted} s: about the 50 ms the client waited, below the 200 ms budget`)
+  // From admission to the close the server saw: under the 50 ms the client waited when its request
+  // reached the server late (a loaded machine), never the 200 ms budget (that would be a 504).
+  t.ok(wasted > 0 && wasted < 0.2, `${wasted} s: the time the client waited, below the 200 ms budget`)
   t.equal(value(s, 'hangup_guard_requests_total'), handle.stats().requests, 'requests_total is stats().requests')
   t.ok(handle.stats().requests >= 5)
   t.equal(value(s, 'hangup_guard_in_flight_requests'), 0)
