@@ -74,6 +74,12 @@ t.test('plan --json: options, plan entries, drain and snippets; a preStop counts
   t.match(doc.snippets.kubernetes, /port: 8080/)
   t.type(doc.snippets.nodeHttp, 'string')
   t.type(doc.snippets.fastify, 'string')
+
+  const custom = JSON.parse((await run('plan', '--upstream', 'corp-proxy', '--upstream-idle-timeout', '120s', '--upstream-response-timeout', '45s', '--json')).stdout)
+  t.same(custom.options, { upstream: { name: 'corp-proxy', kind: 'proxy', idleTimeout: '120s', responseTimeout: '45s' } })
+  t.equal(custom.plan.keepAliveTimeout.value, 125000, 'idle 120 s + 5 s margin')
+  t.match(custom.plan.handlerTimeout, { value: 30000, source: 'default', reason: /below corp-proxy's 45 s response timeout/ })
+  t.match(custom.snippets.nodeHttp, /upstream: \{ name: 'corp-proxy', kind: 'proxy', idleTimeout: '120s', responseTimeout: '45s' \}/)
 })
 
 t.test('plan: bad options exit 2 with the coded error, as text or as JSON', async (t) => {
