@@ -107,14 +107,19 @@ export const HG_ERR_SOCKET_TIMEOUT = createError<[number]>(
   'HG_ERR_SOCKET_TIMEOUT', 'The connection was inactive for %d ms with a request in flight', 504)
 export const HG_ERR_REQUEST_BODY_TIMEOUT = createError<[number]>(
   'HG_ERR_REQUEST_BODY_TIMEOUT', 'The request body did not arrive within %d ms', 408)
-export const HG_ERR_OVERLOADED = createError<[string]>(
-  'HG_ERR_OVERLOADED', 'The server is under pressure (%s); retry later', 503)
+// The public answer names no reason: a failing check's text (a health check's error) is for
+// operators, and goes to incidents (`detail`) only.
+export const HG_ERR_OVERLOADED = createError<[]>(
+  'HG_ERR_OVERLOADED', 'The server is overloaded; retry later', 503)
 export const HG_ERR_STALLED = createError<[number]>(
   'HG_ERR_STALLED', 'The request waited behind a %d ms event-loop stall, longer than its budget; retry', 503)
 export const HG_ERR_CLIENT_GONE = createError<[number]>(
   'HG_ERR_CLIENT_GONE', 'The client closed the connection %d ms after the request was admitted, before its answer', 499)
 export const HG_ERR_DRAINING = createError(
   'HG_ERR_DRAINING', 'The server is shutting down; retry on another instance', 503)
+
+export const HG_ERR_HANDLER_FAILED = createError(
+  'HG_ERR_HANDLER_FAILED', 'The request handler failed before it answered', 500)
 
 /** Drain */
 export const HG_ERR_SHUTDOWN = createError<[number]>(

@@ -140,7 +140,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   const guard = door.guard
   const now = performance.now()
   const budget = guard.budgetFor(request.raw, record.budget)
-  const refusal = guard.verdict(budget, now)
+  const refusal = guard.verdict(budget, now, request.raw, reply.raw)
   if (refusal !== null) {
     refuse(guard, request, reply, refusal, config.url ?? null)
     return
@@ -154,7 +154,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
 function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, route: string | null): void {
   const status = refusal.error.statusCode
   reply.send(answerPayload(reply, refusal.error, { retryAfter: guard.options.retryAfter, close: refusal.close }))
-  guard.recordRefusal(request.raw, refusal, status, route)
+  guard.recordRefusal(request.raw, reply.raw, refusal, status, route)
 }
 
 /**
