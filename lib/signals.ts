@@ -44,7 +44,8 @@ export function onDrainSignals (drain: () => Promise<unknown>, force: () => void
       uninstall()
       // Not swallowed: the shutdown went wrong (an onClose hook threw…), so the exit status says so.
       process.exitCode = 1
-      process.emitWarning(`hangup-guard: the drain started by a signal failed: ${err instanceof Error ? err.message : String(err)}`, 'HangupGuardWarning')
+      // An error, not a warning: --no-warnings must not hide a failed shutdown.
+      console.error('hangup-guard: the drain started by a signal failed:', err)
     })
   }
   function onSecond (): void {
