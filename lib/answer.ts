@@ -114,6 +114,17 @@ export function discardStagedHead (res: ServerResponse): void {
   r.statusMessage = undefined
 }
 
+/**
+ * A whole HTTP/1.1 answer as bytes for a socket that has no response to write it through (Node's
+ * headersTimeout/requestTimeout, answered where Node would write its bare 408): problem+json,
+ * `Connection: close`.
+ */
+export function rawAnswer (err: HangupGuardError): string {
+  const body = JSON.stringify(problemOf(err))
+  return `HTTP/1.1 ${err.statusCode} ${titleOf(err.statusCode)}\r\ncontent-type: application/problem+json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
+}
+
 /** True once the guard answered for this response. */
 export function isAnswered (res: ServerResponse): boolean {
   return (res as unknown as Record<symbol, unknown>)[kAnswered] === true

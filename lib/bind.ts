@@ -53,6 +53,29 @@ function onServerTimeout (this: BoundServer, socket: Socket): void {
   this[kGuard]?.guard.socketTimeout(socket)
 }
 
+/**
+ * Prepended, so it answers before any other listener (Fastify's clientErrorHandler finds the socket
+ * destroyed). Other client errors are left to the other listeners, or, when this one is alone,
+ * answered as Node does without a listener (lib/_http_server.js `socketOnError`).
+ */
+function onClientError (this: BoundServer, err: NodeJS.ErrnoException, socket: Socket): void {
+  const binding = this[kGuard]
+  if (binding !== undefined && binding.guard.requestTimedOut(err, socket)) return
+  if (this.listenerCount('clientError') > 1) return
+  if (socket.writable && !((socket as unknown as { _httpMessage?: { _headerSent?: boolean } | null })._httpMessage?._headerSent ?? false)) {
+    socket.write(NODE_CLIENT_ERROR_ANSWERS[err.code ?? ''] ?? NODE_CLIENT_ERROR_ANSWERS.default)
+  }
+  socket.destroy(err)
+}
+
+/** Node's own answers to client errors (lib/_http_server.js, v20 to v26). */
+const NODE_CLIENT_ERROR_ANSWERS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+  default: 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n'
+}
+
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
   if (binding !== undefined) binding.guard.listeningAt = performance.now()
@@ -114,6 +137,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
+  server.prependListener('clientError', onClientError)
   server.on('listening', onListening)
   const binding: Binding = {
     server,
@@ -126,6 +150,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
+      server.removeListener('clientError', onClientError)
       server.removeListener('listening', onListening)
       applied.restore()
       pressure.close()

@@ -2,7 +2,10 @@
  * The error catalogue: the only place where hangup-guard creates error codes.
  *
  * Every code is stable. A retired code is listed below and MUST NOT be reused.
- * Retired codes: none yet.
+ * Retired codes:
+ * - HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT (rule R5, "requestTimeout >= handlerTimeout + margin"):
+ *   retired in 0.2.0; Node's requestTimeout bounds only the receipt of a request, so the rule
+ *   refused coherent plans. MUST NOT be reused.
  *
  * Option mistakes are TypeError (wrong type) or RangeError (value out of range or breaking a
  * rule between timeouts). Errors that are sent as HTTP answers carry their status code.
@@ -80,9 +83,6 @@ export const HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT = createError<[number, number,
 export const HG_ERR_PLAN_HEADERS_AFTER_REQUEST = createError<[number, number]>(
   'HG_ERR_PLAN_HEADERS_AFTER_REQUEST',
   'headersTimeout %d ms is longer than requestTimeout %d ms; Node refuses this (ERR_OUT_OF_RANGE) because the whole request cannot take less time than its headers. Rule: headersTimeout <= requestTimeout', 500, RangeError)
-export const HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT = createError<[number, number, number]>(
-  'HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT',
-  'requestTimeout %d ms would let Node cut a request (raw 408 and destroy) whose %d ms handler budget still runs while its body arrives. Rule: requestTimeout is 0 or >= handlerTimeout + margin. Use %d ms or more, or 0', 500, RangeError)
 export const HG_ERR_PLAN_HANDLER_TOO_LONG = createError<[number, string, number, number]>(
   'HG_ERR_PLAN_HANDLER_TOO_LONG',
   'handlerTimeout %d ms is too long: %s gives up on a response after %d ms and answers the client with its own error (502/504) while the handler still works. Rule: handlerTimeout <= the upstream response timeout - margin. Use %d ms or less', 500, RangeError)
@@ -107,6 +107,8 @@ export const HG_ERR_SOCKET_TIMEOUT = createError<[number]>(
   'HG_ERR_SOCKET_TIMEOUT', 'The connection was inactive for %d ms with a request in flight', 504)
 export const HG_ERR_REQUEST_BODY_TIMEOUT = createError<[number]>(
   'HG_ERR_REQUEST_BODY_TIMEOUT', 'The request body did not arrive within %d ms', 408)
+export const HG_ERR_REQUEST_HEADERS_TIMEOUT = createError<[number]>(
+  'HG_ERR_REQUEST_HEADERS_TIMEOUT', 'The request headers did not arrive within %d ms', 408)
 // The public answer names no reason: a failing check's text (a health check's error) is for
 // operators, and goes to incidents (`detail`) only.
 export const HG_ERR_OVERLOADED = createError<[]>(

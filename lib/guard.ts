@@ -7,10 +7,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import {
-  type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT,
+  type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT, HG_ERR_REQUEST_HEADERS_TIMEOUT,
   HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED
 } from './errors'
-import { type AnswerOptions, isAnswered, sendAnswer, onWire, discardStagedHead } from './answer'
+import { type AnswerOptions, isAnswered, sendAnswer, onWire, discardStagedHead, neutralize, rawAnswer } from './answer'
 import { Pending, type PendingOwner, pendingOf } from './pending'
 import { schedule, unschedule, type DeadlineEntry } from './deadline'
 import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
@@ -48,7 +48,7 @@ export interface Refusal {
 export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
 export type DrainPhaseValue = typeof DrainPhase[keyof typeof DrainPhase]
 
-const rawAnswer: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
+const answerRaw: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
 
 function onResponseClose (this: ServerResponse): void {
   const p = (this.req as unknown as Record<symbol, Pending | undefined>)[kPending]
@@ -123,7 +123,7 @@ export class Guard implements PendingOwner {
   readonly stats: Stats
   stall: StallSource | null = null
   pressure: PressureSource | null = null
-  answerer: Answerer = rawAnswer
+  answerer: Answerer = answerRaw
   drainPhase: DrainPhaseValue = DrainPhase.None
   /** performance.now() when the server started listening (bind.ts keeps it current). */
   listeningAt = performance.now()
@@ -357,6 +357,38 @@ export class Guard implements PendingOwner {
       return
     }
     setImmediate(closeIfStillIdle, socket, this, socket.bytesRead)
+  }
+
+  /**
+   * Node's headersTimeout / requestTimeout fired (its 'clientError' with ERR_HTTP_REQUEST_TIMEOUT,
+   * from `checkConnections` in lib/_http_server.js). Node would write a bare 408 and destroy the
+   * socket; the guard writes the same, as a coded problem+json body, counts it, and destroys the
+   * socket itself, so a later listener (Fastify's clientErrorHandler) finds it destroyed. A
+   * response already on the wire cannot be answered: it is cut. Returns false for other errors.
+   */
+  requestTimedOut (err: NodeJS.ErrnoException, socket: Socket): boolean {
+    if (err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') return false
+    const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage ?? null
+    // The request in flight is still receiving its body (requestTimeout), else the next request's
+    // headers are late (headersTimeout fires first: it is never longer than requestTimeout).
+    const body = res !== null && !res.req.complete
+    const answer = body ? new HG_ERR_REQUEST_BODY_TIMEOUT(this.plan.requestTimeout.value) : new HG_ERR_REQUEST_HEADERS_TIMEOUT(this.plan.headersTimeout.value)
+    const cause: IncidentCause = body ? 'body-timeout' : 'headers-timeout'
+    const p = res === null ? undefined : pendingOf(res.req)
+    const elapsed = p === undefined ? 0 : performance.now() - p.start
+    if (res !== null && (onWire(res) || isAnswered(res))) {
+      if (p !== undefined && !p.done && !isAnswered(res)) {
+        p.cut = true
+        this.stats.record('cut', cause, null, answer.code, res.req, p.route, elapsed)
+      }
+    } else {
+      if (socket.writable) socket.write(rawAnswer(answer))
+      if (res !== null) neutralize(res)
+      this.stats.record('answered', cause, 408, answer.code, body ? res.req : null, p?.route ?? null, elapsed)
+    }
+    p?.abort(answer)
+    socket.destroy()
+    return true
   }
 
   /** Builds a health answer (set by bind.ts from the sampler, pressure and watchdog). */

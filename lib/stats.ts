@@ -16,7 +16,8 @@ const incidentChannel = diagnosticsChannel.channel(INCIDENT_CHANNEL)
 export type IncidentCause =
   | 'deadline' // the handler budget was spent
   | 'socket-timeout' // the connection was inactive for `timeout` ms with a request in flight
-  | 'body-timeout' // the request body stopped arriving
+  | 'body-timeout' // the request body stopped arriving (requestTimeout, or the socket timeout while it arrived)
+  | 'headers-timeout' // the request headers did not arrive within headersTimeout
   | 'overload' // pressure thresholds crossed
   | 'stall' // the request waited behind an event-loop stall longer than its budget
   | 'draining' // the server is shutting down
@@ -86,6 +87,8 @@ export interface StatsSnapshot {
     readonly deadline: number
     readonly socketTimeout: number
     readonly bodyTimeout: number
+    /** 408 answers to requests whose headers did not arrive within headersTimeout (HG_ERR_REQUEST_HEADERS_TIMEOUT). */
+    readonly headersTimeout: number
     readonly overload: number
     readonly stall: number
     readonly draining: number
@@ -118,6 +121,7 @@ export class Stats {
   answeredDeadline = 0
   answeredSocketTimeout = 0
   answeredBodyTimeout = 0
+  answeredHeadersTimeout = 0
   answeredOverload = 0
   answeredStall = 0
   answeredDraining = 0
@@ -150,12 +154,13 @@ export class Stats {
    * throws into the request path.
    */
   record (kind: IncidentKind, cause: IncidentCause, statusCode: number | null, code: string | null,
-    req: IncomingMessage, route: string | null, elapsedMs: number, detail: string | null = null, error?: unknown): void {
+    req: IncomingMessage | null, route: string | null, elapsedMs: number, detail: string | null = null, error?: unknown): void {
     if (kind === 'answered') {
       switch (cause) {
         case 'deadline': this.answeredDeadline++; break
         case 'socket-timeout': this.answeredSocketTimeout++; break
         case 'body-timeout': this.answeredBodyTimeout++; break
+        case 'headers-timeout': this.answeredHeadersTimeout++; break
         case 'overload': this.answeredOverload++; break
         case 'stall': this.answeredStall++; break
         case 'draining': this.answeredDraining++; break
@@ -164,7 +169,7 @@ export class Stats {
       }
     } else if (kind === 'cut') {
       if (cause === 'deadline') this.cutDeadline++
-      else if (cause === 'socket-timeout' || cause === 'body-timeout') this.cutSocketTimeout++
+      else if (cause === 'socket-timeout' || cause === 'body-timeout' || cause === 'headers-timeout') this.cutSocketTimeout++
       else if (cause === 'handler-error') this.cutHandlerError++
       else this.cutShutdown++
     } else {
@@ -172,14 +177,14 @@ export class Stats {
       this.wastedMs += elapsedMs
     }
     if (this.onIncident === null && !incidentChannel.hasSubscribers) return
-    const url = incidentUrl(req.url, this.incidentQuery)
+    const url = incidentUrl(req?.url, this.incidentQuery)
     const incident: Incident = {
       kind,
       cause,
       statusCode,
-      method: req.method ?? '',
+      method: req?.method ?? '',
       url,
-      route: route ?? (this.incidentQuery ? incidentUrl(req.url, false) : url),
+      route: route ?? (this.incidentQuery ? incidentUrl(req?.url, false) : url),
       elapsedMs: Math.round(elapsedMs * 1000) / 1000,
       code,
       detail
@@ -204,6 +209,7 @@ export class Stats {
         deadline: this.answeredDeadline,
         socketTimeout: this.answeredSocketTimeout,
         bodyTimeout: this.answeredBodyTimeout,
+        headersTimeout: this.answeredHeadersTimeout,
         overload: this.answeredOverload,
         stall: this.answeredStall,
         draining: this.answeredDraining,
