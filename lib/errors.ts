@@ -68,7 +68,7 @@ export const HG_ERR_OPT_RANGE = createError<[string, unknown, string]>(
 export const HG_ERR_OPT_UNKNOWN = createError<[string, string]>(
   'HG_ERR_OPT_UNKNOWN', "Unknown option '%s'%s", 500, TypeError)
 export const HG_ERR_OPT_PRESET = createError<[unknown, string]>(
-  'HG_ERR_OPT_PRESET', "Unknown upstream preset %j; known presets: %s (or pass { kind, idleTimeout, responseTimeout }, or 'none')", 500, RangeError)
+  'HG_ERR_OPT_PRESET', "Unknown upstream preset %j%s (or pass { kind, idleTimeout, responseTimeout }, or 'none')", 500, RangeError)
 
 /** Timeout plan rules (an explicit setting that would let a socket drop silently) */
 export const HG_ERR_PLAN_KEEP_ALIVE_TOO_SHORT = createError<[number, string, number, number]>(
@@ -93,10 +93,11 @@ export const HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE = createError<[number, number
 /** Servers */
 export const HG_ERR_NOT_A_SERVER = createError<[unknown]>(
   'HG_ERR_NOT_A_SERVER', 'Expected a node:http or node:https Server, got %s', 500, TypeError)
+// %s: what to do, in the words of the door (the node:http handle, or the Fastify plugin).
 export const HG_ERR_HTTP2_UNSUPPORTED = createError(
   'HG_ERR_HTTP2_UNSUPPORTED', 'HTTP/2 servers are not supported yet: hangup-guard guards node:http and node:https (HTTP/1.1) servers', 500, TypeError)
-export const HG_ERR_ALREADY_CONFIGURED = createError(
-  'HG_ERR_ALREADY_CONFIGURED', 'This server is already guarded by hangup-guard; call close() on the first handle before configuring it again', 500)
+export const HG_ERR_ALREADY_CONFIGURED = createError<[string]>(
+  'HG_ERR_ALREADY_CONFIGURED', 'This server is already guarded by hangup-guard; %s', 500)
 export const HG_ERR_CLOSED = createError(
   'HG_ERR_CLOSED', 'This hangup-guard handle is closed', 500)
 

@@ -174,7 +174,7 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   const underPressure = readUnderPressure(options.underPressure)
   const server = app.server as DoorServer
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
-  const binding = bindServer(server, options, FASTIFY_KEYS) // HG_ERR_ALREADY_CONFIGURED on a second registration
+  const binding = bindServer(server, options, FASTIFY_KEYS, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
   try {
     reconcileFastifyConfig(config, before, binding.guard.plan)
     if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()

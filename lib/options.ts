@@ -7,6 +7,7 @@ import { type Duration, toMs } from './duration'
 import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN } from './errors'
 import { type PlanOptions, type TimeoutPlan } from './plan'
 import type { Incident } from './stats'
+import { hint } from './suggest'
 
 /** Paths (exact, or a prefix ending in '*'), regular expressions, or a predicate. */
 export type ExcludeOption = ReadonlyArray<string | RegExp> | ((req: IncomingMessage) => boolean)
@@ -99,22 +100,8 @@ const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'ke
 export function checkKnownKeys (options: object, extra: readonly string[] = []): void {
   const known = new Set<string>([...GUARD_KEYS, ...PLAN_OPTION_KEYS, ...extra])
   for (const key of Object.keys(options)) {
-    if (!known.has(key)) {
-      const near = [...known].find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2)
-      throw new HG_ERR_OPT_UNKNOWN(key, near !== undefined ? `; did you mean '${near}'?` : `; known options: ${[...known].join(', ')}`)
-    }
+    if (!known.has(key)) throw new HG_ERR_OPT_UNKNOWN(key, hint(key, [...known], 'options'))
   }
-}
-
-/** Levenshtein distance, for "did you mean" on option typos. */
-function editDistance (a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    prev = cur
-  }
-  return prev[b.length]!
 }
 
 function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMessage) => boolean) | null {
@@ -207,7 +194,7 @@ export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: 
     const h = options.health ?? {}
     if (h === null || typeof h !== 'object') throw new HG_ERR_OPT_TYPE('health', h, '{ livenessPath, readinessPath } or false')
     for (const key of Object.keys(h)) {
-      if (!HEALTH_KEYS.includes(key)) throw new HG_ERR_OPT_UNKNOWN(`health.${key}`, `; known options: ${HEALTH_KEYS.join(', ')}`)
+      if (!HEALTH_KEYS.includes(key)) throw new HG_ERR_OPT_UNKNOWN(`health.${key}`, hint(key, HEALTH_KEYS, 'options'))
     }
     healthDetails = booleanOption('health.details', h.details, false)
     livenessPath = pathOption('health.livenessPath', h.livenessPath, '/livez')

@@ -5,6 +5,7 @@
  */
 import { type Duration, toMs, formatMs } from './duration'
 import { PRESETS, PRESET_NAMES, type PresetName, type UpstreamKind } from './presets'
+import { hint } from './suggest'
 import {
   HG_ERR_OPT_PRESET, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE,
   HG_ERR_PLAN_KEEP_ALIVE_TOO_SHORT, HG_ERR_PLAN_KEEP_ALIVE_TOO_LONG, HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT,
@@ -105,7 +106,7 @@ function resolveUpstream (upstream: PlanOptions['upstream']): ResolvedUpstream {
     return { name: 'none', title: 'direct clients', kind: 'none', idleTimeout: null, responseTimeout: null, deadlineHeader: null, source: null }
   }
   if (typeof upstream === 'string') {
-    if (!Object.hasOwn(PRESETS, upstream)) throw new HG_ERR_OPT_PRESET(upstream, PRESET_NAMES.join(', '))
+    if (!Object.hasOwn(PRESETS, upstream)) throw new HG_ERR_OPT_PRESET(upstream, hint(upstream, PRESET_NAMES, 'presets'))
     const p = PRESETS[upstream as PresetName]
     return {
       name: upstream,

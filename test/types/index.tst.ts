@@ -35,7 +35,8 @@ http.createServer((req, res) => {
     expect(d.signal).type.toBe<AbortSignal>()
     expect(d.remaining()).type.toBe<number>()
     expect(d.extend(100)).type.toBe<void>()
-    expect(d.extend('1s')).type.toRaiseError()
+    expect(d.extend('1s')).type.toBe<void>()
+    expect(d.extend(true)).type.toRaiseError()
   }
   res.end()
 })
