@@ -22,6 +22,14 @@ function hello (req, res) {
   res.end('hello world')
 }
 
+let busy = 0 // pipeline modes: slow handlers not done yet
+let listening = null // the http.Server, for the connection count
+function pipelined (req, res) {
+  if (req.url !== '/slow') return res.end('fast')
+  busy++
+  setTimeout(() => { busy--; res.end('slow') }, 100)
+}
+
 const modes = {
   // (a) throughput
   'http-bare': () => http.createServer(hello),
@@ -65,6 +73,13 @@ const modes = {
       }, options.slowMs)
     })
     guard = configureServerTimeouts(server, { handlerTimeout: options.budgetMs })
+    return server
+  },
+  // (e) pipelining: the first request of each connection answers after 100 ms, the rest at once
+  'pipeline-bare': () => http.createServer(pipelined),
+  'pipeline-guarded': () => {
+    const server = http.createServer(pipelined)
+    guard = configureServerTimeouts(server, { watchdog: false })
     return server
   },
   // (d) Fastify
@@ -129,10 +144,15 @@ async function main () {
     await new Promise((resolve) => made.listen(0, '127.0.0.1', resolve))
     port = made.address().port
   }
+  listening = made.server ?? made
   process.on('message', async (msg) => {
     const value = msg.cmd === 'measure'
       ? await measure()
-      : msg.cmd === 'elapsed' ? elapsed.splice(0) : msg.cmd === 'cpu' ? process.cpuUsage() : null
+      : msg.cmd === 'elapsed'
+        ? elapsed.splice(0)
+        : msg.cmd === 'cpu'
+          ? process.cpuUsage()
+          : msg.cmd === 'busy' ? { busy, connections: await new Promise((resolve) => listening.getConnections((err, n) => resolve(err ? -1 : n))) } : null
     process.send({ type: 'reply', id: msg.id, value })
   })
   process.send({ type: 'listening', port })

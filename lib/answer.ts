@@ -60,7 +60,8 @@ export interface AnswerOptions {
  * to the answer it did not give.
  */
 export function sendAnswer (req: IncomingMessage, res: ServerResponse, err: HangupGuardError, opts: AnswerOptions): boolean {
-  if (res.headersSent || res.writableEnded || res.destroyed) return false
+  if (res.writableEnded || res.destroyed || onWire(res)) return false
+  if (res.headersSent) discardStagedHead(res)
   const status = opts.statusCode ?? err.statusCode
   const problem = problemOf(err)
   problem.status = status
@@ -79,6 +80,49 @@ export function sendAnswer (req: IncomingMessage, res: ServerResponse, err: Hang
   res.end(req.method === 'HEAD' ? undefined : body)
   neutralize(res)
   return true
+}
+
+/** Node's private fields of an OutgoingMessage that a staged head sets (lib/_http_outgoing.js `_storeHeader`, `writeHead` in lib/_http_server.js; the same on Node 20 to 26). */
+interface StagedHead {
+  _header: string | null
+  _headerSent: boolean
+  _last: boolean
+  _hasBody: boolean
+  chunkedEncoding: boolean
+  statusMessage: string | undefined
+}
+
+/**
+ * True once bytes of this response went out (or were queued for the socket): its head was flushed.
+ * `headersSent` is already true after a bare writeHead(), when nothing is on the wire yet; Node
+ * marks the flush in `_headerSent` (pinned on every supported line by test/issue-10/staged-head).
+ */
+export function onWire (res: ServerResponse): boolean {
+  return (res as unknown as StagedHead)._headerSent === true
+}
+
+/**
+ * Forgets a head that writeHead() stored but nothing flushed, so the response can be answered
+ * afresh: the client gets the explicit answer instead of a reset.
+ */
+export function discardStagedHead (res: ServerResponse): void {
+  const r = res as unknown as StagedHead
+  r._header = null
+  r._last = false
+  r.chunkedEncoding = false
+  r._hasBody = res.req.method !== 'HEAD'
+  r.statusMessage = undefined
+}
+
+/**
+ * A whole HTTP/1.1 answer as bytes for a socket that has no response to write it through (Node's
+ * headersTimeout/requestTimeout, answered where Node would write its bare 408): problem+json,
+ * `Connection: close`.
+ */
+export function rawAnswer (err: HangupGuardError): string {
+  const body = JSON.stringify(problemOf(err))
+  return `HTTP/1.1 ${err.statusCode} ${titleOf(err.statusCode)}\r\ncontent-type: application/problem+json; charset=utf-8\r\n` +
+    `content-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n${body}`
 }
 
 /** True once the guard answered for this response. */

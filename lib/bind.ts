@@ -7,7 +7,7 @@ import http, { type Server } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_TYPE } from './errors'
+import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE } from './errors'
 import { type PlanOptions, planTimeouts } from './plan'
 import { type GuardOptions, checkKnownKeys, resolveGuardOptions } from './options'
 import { Guard } from './guard'
@@ -53,6 +53,29 @@ function onServerTimeout (this: BoundServer, socket: Socket): void {
   this[kGuard]?.guard.socketTimeout(socket)
 }
 
+/**
+ * Prepended, so it answers before any other listener (Fastify's clientErrorHandler finds the socket
+ * destroyed). Other client errors are left to the other listeners, or, when this one is alone,
+ * answered as Node does without a listener (lib/_http_server.js `socketOnError`).
+ */
+function onClientError (this: BoundServer, err: NodeJS.ErrnoException, socket: Socket): void {
+  const binding = this[kGuard]
+  if (binding !== undefined && binding.guard.requestTimedOut(err, socket)) return
+  if (this.listenerCount('clientError') > 1) return
+  if (socket.writable && !((socket as unknown as { _httpMessage?: { _headerSent?: boolean } | null })._httpMessage?._headerSent ?? false)) {
+    socket.write(NODE_CLIENT_ERROR_ANSWERS[err.code ?? ''] ?? NODE_CLIENT_ERROR_ANSWERS.default)
+  }
+  socket.destroy(err)
+}
+
+/** Node's own answers to client errors (lib/_http_server.js, v20 to v26). */
+const NODE_CLIENT_ERROR_ANSWERS: Record<string, string> = {
+  HPE_HEADER_OVERFLOW: 'HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n',
+  ERR_HTTP_REQUEST_TIMEOUT: 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n',
+  default: 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n'
+}
+
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
   if (binding !== undefined) binding.guard.listeningAt = performance.now()
@@ -62,6 +85,11 @@ export function checkServer (server: unknown): asserts server is Server {
   const ctor = (server as { constructor?: { name?: string } } | null)?.constructor?.name ?? ''
   if (ctor.startsWith('Http2')) throw new HG_ERR_HTTP2_UNSUPPORTED()
   if (!(server instanceof http.Server) && !(server instanceof https.Server)) {
+    const s = server as { listen?: unknown, use?: unknown, handle?: unknown } | null
+    if (typeof server === 'function' && typeof s?.listen === 'function' && (typeof s.use === 'function' || typeof s.handle === 'function')) {
+      // An Express / Connect app: a request handler, not the server it runs in.
+      throw new HG_ERR_NOT_A_SERVER('an application (a request handler such as an Express app), not its server. Pass the http.Server: `const server = app.listen(3000)`, or `const server = http.createServer(app)`')
+    }
     throw new HG_ERR_NOT_A_SERVER(server === null ? 'null' : typeof server === 'object' ? `an instance of ${ctor || 'Object'}` : typeof server)
   }
 }
@@ -75,11 +103,15 @@ export function bindingOf (server: Server): Binding | undefined {
  * Plans and applies the timeouts and creates the server's guard. `extraKeys`: option names the
  * calling adapter reads itself (they pass the unknown-option check).
  */
-export function bindServer (server: Server, options: HangupGuardOptions, extraKeys: readonly string[] = []): Binding {
+export function bindServer (server: Server, options: HangupGuardOptions, extraKeys: readonly string[] = [], door: 'http' | 'fastify' = 'http'): Binding {
   checkServer(server)
   if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
   const target = server as BoundServer
-  if (target[kGuard] !== undefined) throw new HG_ERR_ALREADY_CONFIGURED()
+  if (target[kGuard] !== undefined) {
+    throw new HG_ERR_ALREADY_CONFIGURED(door === 'fastify'
+      ? 'register the plugin once per server: at the root to guard every route, or in the one context whose routes it guards (a configureServerTimeouts() on app.server counts too)'
+      : 'call close() on the handle configureServerTimeouts() returned before configuring it again (or, on a Fastify app, use the plugin alone)')
+  }
   checkKnownKeys(options, extraKeys)
   const plan = planTimeouts(options)
   const guard = new Guard(plan, resolveGuardOptions(options, plan))
@@ -114,6 +146,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
+  server.prependListener('clientError', onClientError)
   server.on('listening', onListening)
   const binding: Binding = {
     server,
@@ -122,10 +155,14 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
     sampler,
     pressure,
     watchdog,
-    health: (kind) => (guard.healthOf as (kind: HealthKind) => HealthAnswer)(kind),
+    health (kind: HealthKind): HealthAnswer {
+      if (kind !== 'liveness' && kind !== 'readiness') throw new HG_ERR_OPT_RANGE('health(kind)', kind, "'liveness' or 'readiness'")
+      return (guard.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
+    },
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
+      server.removeListener('clientError', onClientError)
       server.removeListener('listening', onListening)
       applied.restore()
       pressure.close()

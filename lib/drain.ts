@@ -15,7 +15,7 @@
  */
 import type { Server, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { DrainPhase, type Guard, pathOf } from './guard'
+import { DrainPhase, type Guard, markLastResponses } from './guard'
 import { type DrainOptions, resolveDrainTimes } from './options'
 import { toMs } from './duration'
 import { HG_ERR_OPT_TYPE, HG_ERR_OPT_UNKNOWN, HG_ERR_SHUTDOWN } from './errors'
@@ -102,11 +102,9 @@ export class DrainRun {
     this.base = [s.requests, s.answeredDraining, s.answeredShutdown, s.cutShutdown]
     guard.drainRun = this
     guard.drainPhase = DrainPhase.Grace
-    // Responses not started yet close their connection too (those admitted from now on are
-    // marked by guard.track).
-    for (let p = guard.inFlightHead; p !== null; p = p.inNext) {
-      if (!p.res.headersSent) p.res.shouldKeepAlive = false
-    }
+    // Responses not started yet close their connection too, the last of each connection only
+    // (those admitted from now on are marked at admission).
+    markLastResponses(guard.inFlightHead)
     server.on('close', this.onClose)
     // The deadline first: what follows may block the event loop.
     this.deadlineTimer = setTimeout(onDeadlineTimer, timeoutMs, this).unref()
@@ -182,8 +180,7 @@ export class DrainRun {
     for (let p = this.guard.inFlightHead; p !== null; p = p.inNext) {
       if (p.done || p.cut) continue
       p.cut = true
-      const req = p.req
-      this.guard.stats.record('cut', 'shutdown', null, HG_ERR_SHUTDOWN.code, req.method ?? '', req.url ?? '', p.route ?? pathOf(req.url), now - p.start)
+      this.guard.stats.record('cut', 'shutdown', null, HG_ERR_SHUTDOWN.code, p.req, p.route, now - p.start)
     }
     this.server.closeAllConnections()
     this.lingerTimer = setTimeout(onLingerTimer, LINGER_MS, this).unref()

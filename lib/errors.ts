@@ -2,7 +2,10 @@
  * The error catalogue: the only place where hangup-guard creates error codes.
  *
  * Every code is stable. A retired code is listed below and MUST NOT be reused.
- * Retired codes: none yet.
+ * Retired codes:
+ * - HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT (rule R5, "requestTimeout >= handlerTimeout + margin"):
+ *   retired in 0.2.0; Node's requestTimeout bounds only the receipt of a request, so the rule
+ *   refused coherent plans. MUST NOT be reused.
  *
  * Option mistakes are TypeError (wrong type) or RangeError (value out of range or breaking a
  * rule between timeouts). Errors that are sent as HTTP answers carry their status code.
@@ -65,7 +68,7 @@ export const HG_ERR_OPT_RANGE = createError<[string, unknown, string]>(
 export const HG_ERR_OPT_UNKNOWN = createError<[string, string]>(
   'HG_ERR_OPT_UNKNOWN', "Unknown option '%s'%s", 500, TypeError)
 export const HG_ERR_OPT_PRESET = createError<[unknown, string]>(
-  'HG_ERR_OPT_PRESET', "Unknown upstream preset %j; known presets: %s (or pass { kind, idleTimeout, responseTimeout }, or 'none')", 500, RangeError)
+  'HG_ERR_OPT_PRESET', "Unknown upstream preset %j%s (or pass { kind, idleTimeout, responseTimeout }, or 'none')", 500, RangeError)
 
 /** Timeout plan rules (an explicit setting that would let a socket drop silently) */
 export const HG_ERR_PLAN_KEEP_ALIVE_TOO_SHORT = createError<[number, string, number, number]>(
@@ -80,9 +83,6 @@ export const HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT = createError<[number, number,
 export const HG_ERR_PLAN_HEADERS_AFTER_REQUEST = createError<[number, number]>(
   'HG_ERR_PLAN_HEADERS_AFTER_REQUEST',
   'headersTimeout %d ms is longer than requestTimeout %d ms; Node refuses this (ERR_OUT_OF_RANGE) because the whole request cannot take less time than its headers. Rule: headersTimeout <= requestTimeout', 500, RangeError)
-export const HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT = createError<[number, number, number]>(
-  'HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT',
-  'requestTimeout %d ms would let Node cut a request (raw 408 and destroy) whose %d ms handler budget still runs while its body arrives. Rule: requestTimeout is 0 or >= handlerTimeout + margin. Use %d ms or more, or 0', 500, RangeError)
 export const HG_ERR_PLAN_HANDLER_TOO_LONG = createError<[number, string, number, number]>(
   'HG_ERR_PLAN_HANDLER_TOO_LONG',
   'handlerTimeout %d ms is too long: %s gives up on a response after %d ms and answers the client with its own error (502/504) while the handler still works. Rule: handlerTimeout <= the upstream response timeout - margin. Use %d ms or less', 500, RangeError)
@@ -93,10 +93,11 @@ export const HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE = createError<[number, number
 /** Servers */
 export const HG_ERR_NOT_A_SERVER = createError<[unknown]>(
   'HG_ERR_NOT_A_SERVER', 'Expected a node:http or node:https Server, got %s', 500, TypeError)
+// %s: what to do, in the words of the door (the node:http handle, or the Fastify plugin).
 export const HG_ERR_HTTP2_UNSUPPORTED = createError(
   'HG_ERR_HTTP2_UNSUPPORTED', 'HTTP/2 servers are not supported yet: hangup-guard guards node:http and node:https (HTTP/1.1) servers', 500, TypeError)
-export const HG_ERR_ALREADY_CONFIGURED = createError(
-  'HG_ERR_ALREADY_CONFIGURED', 'This server is already guarded by hangup-guard; call close() on the first handle before configuring it again', 500)
+export const HG_ERR_ALREADY_CONFIGURED = createError<[string]>(
+  'HG_ERR_ALREADY_CONFIGURED', 'This server is already guarded by hangup-guard; %s', 500)
 export const HG_ERR_CLOSED = createError(
   'HG_ERR_CLOSED', 'This hangup-guard handle is closed', 500)
 
@@ -107,14 +108,21 @@ export const HG_ERR_SOCKET_TIMEOUT = createError<[number]>(
   'HG_ERR_SOCKET_TIMEOUT', 'The connection was inactive for %d ms with a request in flight', 504)
 export const HG_ERR_REQUEST_BODY_TIMEOUT = createError<[number]>(
   'HG_ERR_REQUEST_BODY_TIMEOUT', 'The request body did not arrive within %d ms', 408)
-export const HG_ERR_OVERLOADED = createError<[string]>(
-  'HG_ERR_OVERLOADED', 'The server is under pressure (%s); retry later', 503)
+export const HG_ERR_REQUEST_HEADERS_TIMEOUT = createError<[number]>(
+  'HG_ERR_REQUEST_HEADERS_TIMEOUT', 'The request headers did not arrive within %d ms', 408)
+// The public answer names no reason: a failing check's text (a health check's error) is for
+// operators, and goes to incidents (`detail`) only.
+export const HG_ERR_OVERLOADED = createError<[]>(
+  'HG_ERR_OVERLOADED', 'The server is overloaded; retry later', 503)
 export const HG_ERR_STALLED = createError<[number]>(
   'HG_ERR_STALLED', 'The request waited behind a %d ms event-loop stall, longer than its budget; retry', 503)
 export const HG_ERR_CLIENT_GONE = createError<[number]>(
   'HG_ERR_CLIENT_GONE', 'The client closed the connection %d ms after the request was admitted, before its answer', 499)
 export const HG_ERR_DRAINING = createError(
   'HG_ERR_DRAINING', 'The server is shutting down; retry on another instance', 503)
+
+export const HG_ERR_HANDLER_FAILED = createError(
+  'HG_ERR_HANDLER_FAILED', 'The request handler failed before it answered', 500)
 
 /** Drain */
 export const HG_ERR_SHUTDOWN = createError<[number]>(

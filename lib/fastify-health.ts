@@ -6,7 +6,7 @@
  */
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type Binding, bindingOf } from './bind'
-import { type HealthKind, serializeHealth } from './health'
+import type { HealthKind } from './health'
 import { kRoute, type RouteRecord } from './fastify-options'
 
 export const HEALTH_RECORD: RouteRecord = Object.freeze({ budget: 0, source: 'health', ownErrorHandler: false })
@@ -16,10 +16,9 @@ function letProbeThrough (): void {}
 
 function answer (kind: HealthKind, request: FastifyRequest, reply: FastifyReply): string {
   const binding = bindingOf(request.server.server) as Binding
-  const health = binding.health(kind)
-  binding.guard.stats.healthChecks++
+  const health = binding.guard.probe(kind)
   reply.code(health.statusCode).header('cache-control', 'no-store').type(health.contentType)
-  return serializeHealth(health.body)
+  return health.body
 }
 
 async function liveness (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply): Promise<string> {

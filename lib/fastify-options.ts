@@ -4,9 +4,9 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { HangupGuardOptions } from './bind'
-import { type TimeoutPlan, planTimeouts, NODE_DEFAULTS, MIN_MARGIN_MS, MAX_MARGIN_MS } from './plan'
+import { type TimeoutPlan, planTimeouts, budgetLimit, NODE_DEFAULTS } from './plan'
 import { checkKnownKeys } from './options'
-import { type Duration, toMs, formatMs } from './duration'
+import { type Duration, toMs } from './duration'
 import {
   HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
   HG_ERR_FASTIFY_OPTION_CONFLICT, HG_ERR_FASTIFY_ROUTE_CONFIG, HG_ERR_FASTIFY_ROUTE_BUDGET
@@ -209,26 +209,11 @@ export const kRoute = Symbol('hangup-guard.fastify.route')
 /** The slots of a route's `config` the door reads and writes. */
 export interface RouteConfigSlots { [kRoute]?: RouteRecord, url?: string, hangupGuard?: unknown, pressureHandler?: unknown }
 
-/** The margin rules use: the plan's explicit one, else 10% of the value within [1 s, 5 s] (as plan.ts derives it). */
-function marginFor (plan: TimeoutPlan, ms: number): number {
-  return plan.margin ?? Math.min(MAX_MARGIN_MS, Math.max(MIN_MARGIN_MS, Math.round(ms / 10)))
-}
-
-/**
- * A budget longer than the plan's default must still fit the rules the plan checked for the
- * default (the socket inactivity backstop follows a longer deadline per request, see
- * Guard.deadlineMoved).
- */
+/** A route's budget must fit the planner's limit (rule R6); the socket timeout follows each request's deadline (Guard.deadlineMoved). */
 function checkBudget (route: string, what: string, ms: number, plan: TimeoutPlan): void {
   if (ms <= plan.handlerTimeout.value) return
-  const request = plan.requestTimeout.value
-  if (request !== 0 && ms + marginFor(plan, ms) > request) {
-    throw new HG_ERR_FASTIFY_ROUTE_BUDGET(route, what, ms, `Node would cut (raw 408) a request whose handler still runs while its body arrives after requestTimeout ${formatMs(request)}. Pass requestTimeout: ${ms + marginFor(plan, ms)} (or more, or 0) to hangup-guard, or shorten the budget`)
-  }
-  const up = plan.upstream
-  if (up.responseTimeout !== null && ms > up.responseTimeout - marginFor(plan, up.responseTimeout)) {
-    throw new HG_ERR_FASTIFY_ROUTE_BUDGET(route, what, ms, `${up.title} gives up after ${formatMs(up.responseTimeout)} and answers with its own error. Use ${up.responseTimeout - marginFor(plan, up.responseTimeout)} ms or less`)
-  }
+  const limit = budgetLimit(plan)
+  if (ms > limit.maxMs) throw new HG_ERR_FASTIFY_ROUTE_BUDGET(route, what, ms, limit.reason)
 }
 
 /**

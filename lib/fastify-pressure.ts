@@ -35,13 +35,14 @@ function describe (type: string, value: number | undefined): string {
 export function onPressure (request: FastifyRequest, reply: FastifyReply, type: string, value: number | undefined): string | Error {
   const binding = bindingOf(request.server.server)
   // The health check hangup-guard feeds is the core's verdict: name the core's reason.
+  // The reason goes to incidents only: a health check's error text is not for clients.
   const coreReason = type === underPressure.TYPE_HEALTH_CHECK ? binding?.pressure.reason ?? null : null
-  const err = new HG_ERR_OVERLOADED(coreReason ?? describe(type, value))
+  const err = new HG_ERR_OVERLOADED()
   if (binding === undefined) return answerPayload(reply, err, {})
   const guard = binding.guard
   // Not yet counted when under-pressure's onRequest hook ran before hangup-guard's.
-  const refusal: Refusal = { error: err, cause: 'overload', close: false }
-  guard.recordRefusal(request.raw, refusal, err.statusCode, (request.routeOptions.config as RouteConfigSlots).url ?? null)
+  const refusal: Refusal = { error: err, cause: 'overload', close: false, detail: coreReason ?? describe(type, value) }
+  guard.recordRefusal(request.raw, reply.raw, refusal, err.statusCode, (request.routeOptions.config as RouteConfigSlots).url ?? null)
   return answerPayload(reply, err, { retryAfter: guard.options.retryAfter })
 }
 

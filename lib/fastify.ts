@@ -140,7 +140,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   const guard = door.guard
   const now = performance.now()
   const budget = guard.budgetFor(request.raw, record.budget)
-  const refusal = guard.verdict(budget, now)
+  const refusal = guard.verdict(budget, now, request.raw, reply.raw)
   if (refusal !== null) {
     refuse(guard, request, reply, refusal, config.url ?? null)
     return
@@ -154,7 +154,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
 function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, route: string | null): void {
   const status = refusal.error.statusCode
   reply.send(answerPayload(reply, refusal.error, { retryAfter: guard.options.retryAfter, close: refusal.close }))
-  guard.recordRefusal(request.raw, refusal, status, route)
+  guard.recordRefusal(request.raw, reply.raw, refusal, status, route)
 }
 
 /**
@@ -174,7 +174,7 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   const underPressure = readUnderPressure(options.underPressure)
   const server = app.server as DoorServer
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
-  const binding = bindServer(server, options, FASTIFY_KEYS) // HG_ERR_ALREADY_CONFIGURED on a second registration
+  const binding = bindServer(server, options, FASTIFY_KEYS, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
   try {
     reconcileFastifyConfig(config, before, binding.guard.plan)
     if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()

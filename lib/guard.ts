@@ -7,17 +7,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import {
-  type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT,
-  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE
+  type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT, HG_ERR_REQUEST_HEADERS_TIMEOUT,
+  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED
 } from './errors'
-import { type AnswerOptions, isAnswered, sendAnswer } from './answer'
+import { type AnswerOptions, isAnswered, sendAnswer, onWire, discardStagedHead, neutralize, rawAnswer } from './answer'
 import { Pending, type PendingOwner, pendingOf } from './pending'
 import { schedule, unschedule, type DeadlineEntry } from './deadline'
 import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
-import { kPending } from './symbols'
-import { type HealthAnswer, type HealthKind, serializeHealth } from './health'
+import { kPending, kQueued, kLastResponse, kCloseMarked } from './symbols'
+import { type HealthAnswer, type HealthKind, serializeHealth, publicHealth } from './health'
 import type { DrainRun, DrainState } from './drain'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
@@ -40,24 +40,90 @@ export interface Refusal {
   readonly error: HangupGuardError
   readonly cause: IncidentCause
   readonly close: boolean
+  /** For incidents only (never sent): why, when the code alone does not say. */
+  readonly detail: string | null
 }
 
 /** Drain phases, in order. */
 export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
 export type DrainPhaseValue = typeof DrainPhase[keyof typeof DrainPhase]
 
-const rawAnswer: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
+const answerRaw: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
 
 function onResponseClose (this: ServerResponse): void {
   const p = (this.req as unknown as Record<symbol, Pending | undefined>)[kPending]
   if (p !== undefined) p.owner.settle(p)
 }
 
+type QueueSocket = Socket & { [kQueued]?: Pending[] }
+
+/**
+ * A pipelined request's response waits in Node's queue until the ones before it are done; it gets
+ * its socket, and with it its 'close' event, only then. When the connection closes first, Node 20
+ * and 22 never emit 'close' for the queued ones: they are settled here, from the socket's 'close'
+ * (one listener per connection that pipelines, none on the common path).
+ */
+function watchQueued (p: Pending): void {
+  const socket = p.req.socket as QueueSocket
+  let queue = socket[kQueued]
+  if (queue === undefined) {
+    queue = socket[kQueued] = []
+    socket.once('close', onQueueSocketClose)
+  } else if (queue.length >= 32) {
+    queue = socket[kQueued] = queue.filter(notDone)
+  }
+  queue.push(p)
+}
+
+function notDone (p: Pending): boolean { return !p.done }
+
+function onQueueSocketClose (this: QueueSocket): void {
+  const queue = this[kQueued]
+  if (queue === undefined) return
+  delete this[kQueued]
+  for (const p of queue) if (!p.done) p.owner.settle(p)
+}
+
+type DrainSocket = Socket & { [kLastResponse]?: ServerResponse }
+type MarkedResponse = ServerResponse & { [kCloseMarked]?: boolean }
+
+/**
+ * While draining, a connection gets `Connection: close` on its last known response only: Node
+ * ends the connection after the first response that carries it, and every response queued behind
+ * that one (pipelined requests whose handlers ran) would be lost. Returns false when the head of
+ * an earlier response on this connection already says close: this request can get no answer the
+ * client would read, so no handler may run for it (its client retries it, RFC 9112 section 9.3.2).
+ */
+function takeLastOnConnection (req: IncomingMessage, res: ServerResponse): boolean {
+  const socket = req.socket as DrainSocket | null
+  if (socket === null) return true
+  const previous = socket[kLastResponse] as MarkedResponse | undefined
+  socket[kLastResponse] = res
+  if (previous === undefined || previous[kCloseMarked] !== true) return true
+  if (previous.headersSent) return false
+  previous.shouldKeepAlive = true
+  previous[kCloseMarked] = false
+  return true
+}
+
+/** `Connection: close` on a response whose head is not built yet (and that would keep the connection). */
+function markClose (res: ServerResponse): void {
+  if (res.headersSent || !res.shouldKeepAlive) return
+  res.shouldKeepAlive = false;
+  (res as MarkedResponse)[kCloseMarked] = true
+}
+
+/** Drain start: `Connection: close` on the last in-flight response of each connection. */
+export function markLastResponses (head: Pending | null): void {
+  for (let p = head; p !== null; p = p.inNext) if (p.req.socket !== null) (p.req.socket as DrainSocket)[kLastResponse] = p.res
+  for (let p = head; p !== null; p = p.inNext) if (p.req.socket !== null && (p.req.socket as DrainSocket)[kLastResponse] === p.res) markClose(p.res)
+}
+
 export class Guard implements PendingOwner {
   readonly stats: Stats
   stall: StallSource | null = null
   pressure: PressureSource | null = null
-  answerer: Answerer = rawAnswer
+  answerer: Answerer = answerRaw
   drainPhase: DrainPhaseValue = DrainPhase.None
   /** performance.now() when the server started listening (bind.ts keeps it current). */
   listeningAt = performance.now()
@@ -69,7 +135,7 @@ export class Guard implements PendingOwner {
   private readonly socketSlack: number | null
 
   constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions) {
-    this.stats = new Stats(options.onIncident)
+    this.stats = new Stats(options.onIncident, options.incidentQuery)
     this.budget = plan.handlerTimeout.value
     this.socketSlack = plan.timeout.value > 0 && plan.handlerTimeout.value > 0 ? plan.timeout.value - plan.handlerTimeout.value : null
   }
@@ -89,24 +155,31 @@ export class Guard implements PendingOwner {
   }
 
   /** Whether to refuse a request before any handler work, and how. null: admit. */
-  verdict (budget: number, now: number): Refusal | null {
-    if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true }
+  verdict (budget: number, now: number, req: IncomingMessage, res: ServerResponse): Refusal | null {
+    // While draining, every refusal closes its connection too (the client must go elsewhere).
+    const draining = this.drainPhase !== DrainPhase.None
+    if (draining) {
+      // A pipelined request behind a response that closes the connection: its answer would be lost.
+      if (!takeLastOnConnection(req, res)) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: 'pipelined behind a response that closes the connection' }
+      if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: null }
+    }
     if (this.stall !== null && budget > 0) {
       let stalled = this.stall.backlogStallMs(now)
       // A request cannot have waited since before the server listened (startup work is no backlog).
       if (stalled > now - this.listeningAt) stalled = now - this.listeningAt
-      if (stalled >= budget) return { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: false }
+      if (stalled >= budget) return { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: draining, detail: null }
     }
     if (this.pressure !== null && this.pressure.reason !== null) {
-      return { error: new HG_ERR_OVERLOADED(this.pressure.reason), cause: 'overload', close: false }
+      return { error: new HG_ERR_OVERLOADED(), cause: 'overload', close: draining, detail: this.pressure.reason }
     }
     return null
   }
 
   /** Counts and reports a refusal answered by an adapter (the request counts as seen, once). */
-  recordRefusal (req: IncomingMessage, refusal: Refusal, statusCode: number, route: string | null): void {
+  recordRefusal (req: IncomingMessage, res: ServerResponse, refusal: Refusal, statusCode: number, route: string | null): void {
+    if (refusal.close) (res as MarkedResponse)[kCloseMarked] = true
     if (pendingOf(req) === undefined) this.stats.requests++
-    this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req.method ?? '', req.url ?? '', route ?? pathOf(req.url), 0)
+    this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req, route, 0, refusal.detail)
   }
 
   /** Admits a request: links it in flight and arms its deadline (budget 0: none). */
@@ -126,7 +199,8 @@ export class Guard implements PendingOwner {
     // inactivity timeout with it, when one is set.
     if (this.socketSlack !== null && (budget > this.budget || (budget === 0 && this.budget > 0))) this.deadlineMoved(p)
     res.on('close', onResponseClose)
-    if (this.drainPhase === DrainPhase.Grace) res.shouldKeepAlive = false
+    if (res.socket === null && req.socket !== null) watchQueued(p)
+    if (this.drainPhase === DrainPhase.Grace) markClose(res)
     return p
   }
 
@@ -143,7 +217,7 @@ export class Guard implements PendingOwner {
     this.stats.inFlight--
     if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
       const elapsed = performance.now() - p.start
-      this.stats.record('client-gone', 'client-gone', null, null, p.req.method ?? '', p.req.url ?? '', p.route ?? pathOf(p.req.url), elapsed)
+      this.stats.record('client-gone', 'client-gone', null, null, p.req, p.route, elapsed)
       if (p.controller !== null) p.abort(new HG_ERR_CLIENT_GONE(Math.round(elapsed)))
     }
     if (this.inHead === null && this.onIdle !== null) this.onIdle()
@@ -191,15 +265,70 @@ export class Guard implements PendingOwner {
    */
   interrupt (p: Pending, err: HangupGuardError, cause: IncidentCause, statusCode: number, close: boolean): void {
     const elapsed = performance.now() - p.start
-    const route = p.route ?? pathOf(p.req.url)
-    if (!p.res.headersSent && this.answerer(p, err, { statusCode, close, retryAfter: statusCode === 503 ? this.options.retryAfter : undefined })) {
-      this.stats.record('answered', cause, statusCode, err.code, p.req.method ?? '', p.req.url ?? '', route, elapsed)
-    } else if (!p.res.writableEnded) {
+    const res = p.res
+    let answered = false
+    if (!onWire(res)) {
+      // writeHead() alone puts nothing on the wire: that head is dropped, the answer replaces it.
+      if (res.headersSent) discardStagedHead(res)
+      try {
+        answered = this.answerer(p, err, { statusCode, close, retryAfter: statusCode === 503 ? this.options.retryAfter : undefined })
+      } catch {
+        // The answer could not be written (a broken response or reply pipeline): cut, counted below.
+      }
+    }
+    if (answered) {
+      this.stats.record('answered', cause, statusCode, err.code, p.req, p.route, elapsed)
+    } else if (!res.writableEnded) {
       p.cut = true
-      this.stats.record('cut', cause, null, err.code, p.req.method ?? '', p.req.url ?? '', route, elapsed)
-      p.res.destroy()
+      this.stats.record('cut', cause, null, err.code, p.req, p.route, elapsed)
+      res.destroy()
     }
     p.abort(err)
+  }
+
+  /**
+   * A request listener's promise rejected (node:http door, `catchRejections`). Expected
+   * rejections (the guard's own abort reason) are counted; otherwise the client gets a coded 500
+   * while nothing is on the wire, a started response is destroyed (cut), a done one counted.
+   */
+  handlerRejected (req: IncomingMessage, res: ServerResponse, error: unknown): void {
+    const p = pendingOf(req)
+    const reason = p?.controller?.signal.aborted === true ? p.controller.signal.reason as unknown : undefined
+    if (reason !== undefined && (error === reason || (error as { cause?: unknown } | null)?.cause === reason)) {
+      this.stats.rejectionsExpected++
+      return
+    }
+    const elapsed = p === undefined ? 0 : performance.now() - p.start
+    const route = p?.route ?? null
+    if (isAnswered(res) || res.writableFinished || (res.writableEnded && onWire(res))) {
+      this.stats.rejectionsAfterResponse++
+      this.reportUnread(error)
+      return
+    }
+    if (!res.destroyed && !onWire(res)) {
+      if (res.headersSent) discardStagedHead(res)
+      let answered = false
+      try {
+        answered = sendAnswer(req, res, new HG_ERR_HANDLER_FAILED(), { close: !req.complete })
+      } catch {}
+      if (answered) {
+        this.stats.record('answered', 'handler-error', 500, HG_ERR_HANDLER_FAILED.code, req, route, elapsed, null, error)
+        this.reportUnread(error)
+        p?.abort(new HG_ERR_HANDLER_FAILED())
+        return
+      }
+    }
+    if (p !== undefined) p.cut = true
+    this.stats.record('cut', 'handler-error', null, HG_ERR_HANDLER_FAILED.code, req, route, elapsed, null, error)
+    this.reportUnread(error)
+    res.destroy()
+  }
+
+  /** An application error nobody reads through incidents still reaches the process's warnings. */
+  private reportUnread (error: unknown): void {
+    if (this.stats.listened()) return
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
+    process.emitWarning(`hangup-guard: a request listener rejected (${text}); see docs/api.md#catchrejections`, 'HangupGuardWarning')
   }
 
   /**
@@ -219,10 +348,10 @@ export class Guard implements PendingOwner {
       const cause: IncidentCause = bodyArriving ? 'body-timeout' : 'socket-timeout'
       if (p !== undefined && !p.done) {
         this.interrupt(p, err, cause, bodyArriving ? 408 : this.options.timeoutStatus, true)
-      } else if (!res.headersSent && !isAnswered(res) && sendAnswer(res.req, res, err, { close: true })) {
-        this.stats.record('answered', cause, err.statusCode, err.code, res.req.method ?? '', res.req.url ?? '', pathOf(res.req.url), 0)
+      } else if (!isAnswered(res) && sendAnswer(res.req, res, err, { close: true })) {
+        this.stats.record('answered', cause, err.statusCode, err.code, res.req, null, 0)
       } else {
-        this.stats.record('cut', 'socket-timeout', null, err.code, res.req.method ?? '', res.req.url ?? '', pathOf(res.req.url), 0)
+        this.stats.record('cut', 'socket-timeout', null, err.code, res.req, null, 0)
         socket.destroy()
       }
       return
@@ -230,26 +359,68 @@ export class Guard implements PendingOwner {
     setImmediate(closeIfStillIdle, socket, this, socket.bytesRead)
   }
 
+  /**
+   * Node's headersTimeout / requestTimeout fired (its 'clientError' with ERR_HTTP_REQUEST_TIMEOUT,
+   * from `checkConnections` in lib/_http_server.js). Node would write a bare 408 and destroy the
+   * socket; the guard writes the same, as a coded problem+json body, counts it, and destroys the
+   * socket itself, so a later listener (Fastify's clientErrorHandler) finds it destroyed. A
+   * response already on the wire cannot be answered: it is cut. Returns false for other errors.
+   */
+  requestTimedOut (err: NodeJS.ErrnoException, socket: Socket): boolean {
+    if (err.code !== 'ERR_HTTP_REQUEST_TIMEOUT') return false
+    const res = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage ?? null
+    // The request in flight is still receiving its body (requestTimeout), else the next request's
+    // headers are late (headersTimeout fires first: it is never longer than requestTimeout).
+    const body = res !== null && !res.req.complete
+    const answer = body ? new HG_ERR_REQUEST_BODY_TIMEOUT(this.plan.requestTimeout.value) : new HG_ERR_REQUEST_HEADERS_TIMEOUT(this.plan.headersTimeout.value)
+    const cause: IncidentCause = body ? 'body-timeout' : 'headers-timeout'
+    const p = res === null ? undefined : pendingOf(res.req)
+    const elapsed = p === undefined ? 0 : performance.now() - p.start
+    if (res !== null && (onWire(res) || isAnswered(res))) {
+      if (p !== undefined && !p.done && !isAnswered(res)) {
+        p.cut = true
+        this.stats.record('cut', cause, null, answer.code, res.req, p.route, elapsed)
+      }
+    } else {
+      if (socket.writable) socket.write(rawAnswer(answer))
+      if (res !== null) neutralize(res)
+      this.stats.record('answered', cause, 408, answer.code, body ? res.req : null, p?.route ?? null, elapsed)
+    }
+    p?.abort(answer)
+    socket.destroy()
+    return true
+  }
+
   /** Builds a health answer (set by bind.ts from the sampler, pressure and watchdog). */
   healthOf: ((kind: HealthKind) => HealthAnswer) | null = null
 
-  /** Which health probe a request is, or null. Probes are never shed and never guarded. */
+  /** Which health probe a request is (GET or HEAD on a health path), or null. Probes are never shed and never guarded. */
   healthKind (req: IncomingMessage): HealthKind | null {
     const o = this.options
     if (o.livenessPath === null || this.healthOf === null) return null
+    const method = req.method
+    if (method !== 'GET' && method !== 'HEAD') return null
     const url = req.url ?? ''
     if (url === o.livenessPath || (url.startsWith(o.livenessPath) && url[o.livenessPath.length] === '?')) return 'liveness'
     if (url === o.readinessPath || (url.startsWith(o.readinessPath as string) && url[(o.readinessPath as string).length] === '?')) return 'readiness'
     return null
   }
 
+  /**
+   * What a health endpoint answers now, counted: the whole document with `health.details`, else
+   * the public view (status and check names with their status; no figures, no failure texts).
+   */
+  probe (kind: HealthKind): { statusCode: 200 | 503, contentType: string, body: string } {
+    const answer = (this.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
+    this.stats.healthChecks++
+    return { statusCode: answer.statusCode, contentType: answer.contentType, body: serializeHealth(this.options.healthDetails ? answer.body : publicHealth(answer.body)) }
+  }
+
   /** Answers a health probe on a raw response (plain http). */
   serveHealthRaw (req: IncomingMessage, res: ServerResponse, kind: HealthKind): void {
-    const answer = (this.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
-    const body = serializeHealth(answer.body)
-    this.stats.healthChecks++
-    res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' })
-    res.end(req.method === 'HEAD' ? undefined : body)
+    const answer = this.probe(kind)
+    res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' })
+    res.end(req.method === 'HEAD' ? undefined : answer.body)
   }
 
   /** Counters with the drain phase (docs/api.md#counters). */
@@ -260,8 +431,8 @@ export class Guard implements PendingOwner {
   /** Refuses a request with an explicit answer on a raw response (plain http). */
   refuseRaw (req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
     const status = refusal.error.statusCode
-    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close || this.drainPhase !== DrainPhase.None })
-    this.recordRefusal(req, refusal, status, null)
+    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close })
+    this.recordRefusal(req, res, refusal, status, null)
   }
 }
 
@@ -272,10 +443,4 @@ function closeIfStillIdle (socket: Socket, guard: Guard, bytesReadAtTimeout: num
   if ((res !== undefined && res !== null) || socket.bytesRead !== bytesReadAtTimeout) return
   guard.stats.idleClosed++
   socket.destroy()
-}
-
-export function pathOf (url: string | undefined): string {
-  if (url === undefined) return ''
-  const q = url.indexOf('?')
-  return q === -1 ? url : url.slice(0, q)
 }

@@ -99,8 +99,28 @@ export function buildHealth (kind: HealthKind, sources: HealthSources): HealthAn
   return { statusCode: status === 'fail' ? 503 : 200, contentType: HEALTH_CONTENT_TYPE, body }
 }
 
+/**
+ * What anyone who can reach a health path may read: the status and each check's name with its
+ * status. Figures, limits, failure texts (a health check's error), the plan, counters and cgroup
+ * paths stay in the whole document (`health.details`, or the handle's health()).
+ */
+export function publicHealth (body: HealthDocument): PublicHealthDocument {
+  const checks: Record<string, Array<{ status: HealthStatus }>> = {}
+  for (const [name, results] of Object.entries(body.checks)) {
+    checks[name] = results.map((r) => ({ status: r.status }))
+  }
+  return { status: body.status, description: body.description, checks }
+}
+
+/** What a health endpoint shows without `health.details`. */
+export interface PublicHealthDocument {
+  status: HealthStatus
+  description: string
+  checks: Record<string, Array<{ status: HealthStatus }>>
+}
+
 /** The JSON text of a health document, readable (2-space indent). */
-export function serializeHealth (body: HealthDocument): string {
+export function serializeHealth (body: HealthDocument | PublicHealthDocument): string {
   return JSON.stringify(body, null, 2) + '\n'
 }
 

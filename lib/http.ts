@@ -53,7 +53,7 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
   }
   const now = performance.now()
   const budget = guard.budgetFor(req)
-  const refusal = guard.verdict(budget, now)
+  const refusal = guard.verdict(budget, now, req, res)
   if (refusal !== null) {
     guard.refuseRaw(req, res, refusal)
     return false
@@ -62,10 +62,38 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
   return true
 }
 
+type RequestListener = (this: Server, req: IncomingMessage, res: ServerResponse) => unknown
+
+/**
+ * Runs the request listeners as EventEmitter's emit would (a copy of the list, in order) and
+ * watches what they return: a promise's rejection is the guard's to answer, not an unhandled
+ * rejection that ends the process (lib/events.js reads `_events` the same way on Node 20 to 26).
+ */
+function emitWatched (server: GuardedServer, guard: Guard, event: string, req: IncomingMessage, res: ServerResponse): boolean {
+  const handlers = (server as unknown as { _events: Record<string, RequestListener | RequestListener[] | undefined> })._events[event]
+  if (handlers === undefined) return false
+  if (typeof handlers === 'function') {
+    watch(guard, req, res, handlers.call(server, req, res))
+  } else {
+    const list = handlers.slice()
+    for (let i = 0; i < list.length; i++) watch(guard, req, res, list[i]!.call(server, req, res))
+  }
+  return true
+}
+
+function watch (guard: Guard, req: IncomingMessage, res: ServerResponse, result: unknown): void {
+  if (result === undefined || result === null || typeof (result as PromiseLike<unknown>).then !== 'function') return
+  ;(result as PromiseLike<unknown>).then(undefined, (error: unknown) => { guard.handlerRejected(req, res, error) })
+}
+
 function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown, res?: unknown): boolean {
-  if (event === 'request') {
+  // 'checkContinue' and 'checkExpectation' carry requests too (Expect headers, when listened to).
+  if (event === 'request' || event === 'checkContinue' || event === 'checkExpectation') {
     // Fixed arity on the hot path: no `arguments` object per request.
-    return admit(this[kHttpGuard], req as IncomingMessage, res as ServerResponse) ? (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res) : true
+    const guard = this[kHttpGuard]
+    if (!admit(guard, req as IncomingMessage, res as ServerResponse)) return true
+    if (guard.options.catchRejections) return emitWatched(this, guard, event, req as IncomingMessage, res as ServerResponse)
+    return (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res)
   }
   return this[kEmit].apply(this, arguments as unknown as Parameters<Server['emit']>)
 }

@@ -7,6 +7,7 @@ import { type Duration, toMs } from './duration'
 import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN } from './errors'
 import { type PlanOptions, type TimeoutPlan } from './plan'
 import type { Incident } from './stats'
+import { hint } from './suggest'
 
 /** Paths (exact, or a prefix ending in '*'), regular expressions, or a predicate. */
 export type ExcludeOption = ReadonlyArray<string | RegExp> | ((req: IncomingMessage) => boolean)
@@ -16,6 +17,14 @@ export interface HealthOptions {
   livenessPath?: string
   /** Readiness path. @default '/readyz' */
   readinessPath?: string
+  /**
+   * What the health endpoints show. false: the status and each check's name with its status, no
+   * figures, limits, plan, counters or failure texts (anyone the balancer forwards to the path can
+   * read it). true: the whole document; turn it on only where the path is not public (an internal
+   * port), or serve `guard.health()` (always the whole document) on an admin server yourself.
+   * @default false
+   */
+  details?: boolean
 }
 
 export interface DrainOptions {
@@ -38,6 +47,23 @@ export interface GuardOptions {
   retryAfter?: number
   /** Called with every incident (also published on the `hangup-guard:incident` diagnostics channel). */
   onIncident?: (incident: Incident) => void
+  /**
+   * Incidents carry the request's query string in `url` (capped at 2048 characters). Off, `url`
+   * is the path alone, at most 256 characters: queries carry reset tokens and OAuth codes.
+   * @default false
+   */
+  incidentQuery?: boolean
+  /**
+   * node:http door: catch the rejection of an async request listener. A rejection with the
+   * guard's own abort reason (after its 504, or when the client left) is only counted; any other
+   * gets a coded 500 (HG_ERR_HANDLER_FAILED) while no byte of the response is out, the response is
+   * destroyed (counted as cut) when it had started, and only counted when it was done. The error
+   * goes to incidents (`error`), or to a process warning when nobody reads incidents. false: Node's
+   * own behaviour (an unhandled rejection, which ends the process by default). The Fastify door
+   * leaves errors to Fastify.
+   * @default true
+   */
+  catchRejections?: boolean
   /** Health endpoints; false turns them off. @default { livenessPath: '/livez', readinessPath: '/readyz' } */
   health?: HealthOptions | false
   /** Graceful drain phases. */
@@ -53,6 +79,9 @@ export interface ResolvedGuardOptions {
   readonly deadlineMargin: number
   readonly retryAfter: number
   readonly onIncident: ((incident: Incident) => void) | null
+  readonly incidentQuery: boolean
+  readonly catchRejections: boolean
+  readonly healthDetails: boolean
   readonly livenessPath: string | null
   readonly readinessPath: string | null
   readonly drainDelay: number
@@ -64,29 +93,15 @@ export const DEFAULT_RETRY_AFTER_S = 5
 export const DEFAULT_DRAIN_DELAY_MS = 5_000 // 5 seconds: endpoint removal usually propagates within it
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000 // 30 seconds: Kubernetes' default terminationGracePeriodSeconds
 
-const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'health', 'drain', 'handleSignals', 'pressure', 'watchdog'] as const
+const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'incidentQuery', 'catchRejections', 'health', 'drain', 'handleSignals', 'pressure', 'watchdog'] as const
 const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'keepAliveTimeout', 'headersTimeout', 'requestTimeout', 'connectionsCheckingInterval'] as const
 
 /** Throws HG_ERR_OPT_UNKNOWN for a key no part of the package reads (a typo must not pass silently). */
 export function checkKnownKeys (options: object, extra: readonly string[] = []): void {
   const known = new Set<string>([...GUARD_KEYS, ...PLAN_OPTION_KEYS, ...extra])
   for (const key of Object.keys(options)) {
-    if (!known.has(key)) {
-      const near = [...known].find((k) => editDistance(k.toLowerCase(), key.toLowerCase()) <= 2)
-      throw new HG_ERR_OPT_UNKNOWN(key, near !== undefined ? `; did you mean '${near}'?` : `; known options: ${[...known].join(', ')}`)
-    }
+    if (!known.has(key)) throw new HG_ERR_OPT_UNKNOWN(key, hint(key, [...known], 'options'))
   }
-}
-
-/** Levenshtein distance, for "did you mean" on option typos. */
-function editDistance (a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i]
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    prev = cur
-  }
-  return prev[b.length]!
 }
 
 function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMessage) => boolean) | null {
@@ -104,14 +119,44 @@ function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMes
     } else throw new HG_ERR_OPT_TYPE('exclude[]', item, "a path starting with '/' (a trailing '*' matches a prefix) or a RegExp")
   }
   return function isExcluded (req: IncomingMessage): boolean {
-    const url = req.url ?? '/'
-    const q = url.indexOf('?')
-    const path = q === -1 ? url : url.slice(0, q)
+    const path = normalizePath(req.url ?? '/')
     if (exact.has(path)) return true
     for (const p of prefixes) if (path.startsWith(p)) return true
     for (const re of patterns) if (re.test(path)) return true
     return false
   }
+}
+
+const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g
+
+function decodeUnreserved (hex: string): string {
+  return String.fromCharCode(parseInt(hex.slice(1), 16))
+}
+
+/**
+ * The path of a request target as routers that normalise it see it (RFC 3986 section 6.2.2):
+ * percent-encoded unreserved characters decoded, then dot segments removed (section 5.2.4), so that
+ * `/sse/../api` and `/sse/%2e%2e/api` match what they are served as (`/api`), not their prefix.
+ * The common path (no '%', no '.') costs two scans.
+ */
+export function normalizePath (url: string): string {
+  const q = url.indexOf('?')
+  let path = q === -1 ? url : url.slice(0, q)
+  if (path.includes('%')) path = path.replace(UNRESERVED, decodeUnreserved)
+  if (!path.includes('.')) return path
+  const out: string[] = []
+  const segments = path.split('/')
+  for (let i = 0; i < segments.length; i++) {
+    const seg = segments[i]!
+    if (seg === '..') {
+      if (out.length > 1) out.pop()
+      if (i === segments.length - 1) out.push('')
+    } else if (seg === '.') {
+      if (i === segments.length - 1) out.push('')
+    } else out.push(seg)
+  }
+  const joined = out.join('/')
+  return joined.startsWith('/') ? joined : '/' + joined
 }
 
 function pathOption (name: string, value: unknown, fallback: string): string {
@@ -139,12 +184,19 @@ export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: 
     throw new HG_ERR_OPT_RANGE('retryAfter', retryAfter, 'a whole number of seconds >= 0')
   }
   if (options.onIncident !== undefined && typeof options.onIncident !== 'function') throw new HG_ERR_OPT_TYPE('onIncident', options.onIncident, 'a function')
+  const incidentQuery = booleanOption('incidentQuery', options.incidentQuery, false)
+  const catchRejections = booleanOption('catchRejections', options.catchRejections, true)
+  let healthDetails = false
 
   let livenessPath: string | null = null
   let readinessPath: string | null = null
   if (options.health !== false) {
     const h = options.health ?? {}
     if (h === null || typeof h !== 'object') throw new HG_ERR_OPT_TYPE('health', h, '{ livenessPath, readinessPath } or false')
+    for (const key of Object.keys(h)) {
+      if (!HEALTH_KEYS.includes(key)) throw new HG_ERR_OPT_UNKNOWN(`health.${key}`, hint(key, HEALTH_KEYS, 'options'))
+    }
+    healthDetails = booleanOption('health.details', h.details, false)
     livenessPath = pathOption('health.livenessPath', h.livenessPath, '/livez')
     readinessPath = pathOption('health.readinessPath', h.readinessPath, '/readyz')
     if (livenessPath === readinessPath) throw new HG_ERR_OPT_RANGE('health.readinessPath', readinessPath, 'a path other than health.livenessPath')
@@ -161,11 +213,22 @@ export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: 
     deadlineMargin,
     retryAfter,
     onIncident: options.onIncident ?? null,
+    incidentQuery,
+    catchRejections,
+    healthDetails,
     livenessPath,
     readinessPath,
     drainDelay,
     drainTimeout
   })
+}
+
+const HEALTH_KEYS = ['livenessPath', 'readinessPath', 'details']
+
+function booleanOption (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new HG_ERR_OPT_TYPE(name, value, 'a boolean')
+  return value
 }
 
 /** Reads `{ delay, timeout }` over defaults; the hard deadline must leave room for the delay. */

@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { type DeadlineEntry, type DeadlineList, type DeadlineOwner, schedule, unschedule } from './deadline'
-import { HG_ERR_OPT_DURATION } from './errors'
+import { type Duration, toMs } from './duration'
 import { kPending } from './symbols'
 
 /** What a handler sees of its deadline. */
@@ -17,8 +17,8 @@ export interface Deadline {
   readonly deadline: number
   /** Milliseconds left (0 when spent, Infinity once cleared). */
   remaining (): number
-  /** Gives the handler `ms` more milliseconds. */
-  extend (ms: number): void
+  /** Gives the handler more time: milliseconds, or a duration string ('5s'). */
+  extend (ms: Duration): void
   /** Takes this request out of the deadline (streaming responses: SSE, long-poll). */
   clear (): void
 }
@@ -76,8 +76,8 @@ export class Pending implements DeadlineEntry, Deadline {
     return Math.max(0, this.at - performance.now())
   }
 
-  extend (ms: number): void {
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || ms < 0) throw new HG_ERR_OPT_DURATION('extend(ms)', ms)
+  extend (duration: Duration): void {
+    const ms = toMs('extend()', duration)
     if (this.done || this.at === Infinity) return
     unschedule(this)
     this.at += ms

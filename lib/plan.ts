@@ -5,10 +5,11 @@
  */
 import { type Duration, toMs, formatMs } from './duration'
 import { PRESETS, PRESET_NAMES, type PresetName, type UpstreamKind } from './presets'
+import { hint } from './suggest'
 import {
   HG_ERR_OPT_PRESET, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE,
   HG_ERR_PLAN_KEEP_ALIVE_TOO_SHORT, HG_ERR_PLAN_KEEP_ALIVE_TOO_LONG, HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT,
-  HG_ERR_PLAN_HEADERS_AFTER_REQUEST, HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT, HG_ERR_PLAN_HANDLER_TOO_LONG,
+  HG_ERR_PLAN_HEADERS_AFTER_REQUEST, HG_ERR_PLAN_HANDLER_TOO_LONG,
   HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE
 } from './errors'
 
@@ -58,7 +59,7 @@ export interface PlanOptions {
   keepAliveTimeout?: Duration
   /** `server.headersTimeout`. @default min(60 s, requestTimeout) */
   headersTimeout?: Duration
-  /** `server.requestTimeout`. @default max(300 s, handlerTimeout + margin) */
+  /** `server.requestTimeout`: how long receiving a whole request may take (not its handler). @default 300 s (at least headersTimeout) */
   requestTimeout?: Duration
   /** `server.connectionsCheckingInterval`. @default a quarter of the smallest of headersTimeout/requestTimeout, at most 30 s */
   connectionsCheckingInterval?: Duration
@@ -130,7 +131,7 @@ function resolveUpstream (upstream: PlanOptions['upstream']): ResolvedUpstream {
     return { name: 'none', title: 'direct clients', kind: 'none', idleTimeout: null, responseTimeout: null, deadlineHeader: null, source: null }
   }
   if (typeof upstream === 'string') {
-    if (!Object.hasOwn(PRESETS, upstream)) throw new HG_ERR_OPT_PRESET(upstream, PRESET_NAMES.join(', '))
+    if (!Object.hasOwn(PRESETS, upstream)) throw new HG_ERR_OPT_PRESET(upstream, hint(upstream, PRESET_NAMES, 'presets'))
     const p = PRESETS[upstream as PresetName]
     return {
       name: upstream,
@@ -212,7 +213,6 @@ export function planTimeouts (options: PlanOptions = {}): TimeoutPlan {
       ? 'Default budget: the guard answers 504 for a handler that has not answered after 30 s (a response already streaming is cut and counted).'
       : `Default budget, below ${up.title}'s ${formatMs(up.responseTimeout)} response timeout, so the server answers before the upstream gives up.`)
   }
-  const handlerMargin = marginFor(explicitMargin, handler.value)
 
   // keepAliveTimeout: who closes an idle connection first.
   let keepAlive: PlanEntry
@@ -244,11 +244,10 @@ export function planTimeouts (options: PlanOptions = {}): TimeoutPlan {
   const explicitHeaders = optionalMs(options, 'headersTimeout')
   if (explicitRequest !== null) {
     request = entry(explicitRequest, 'explicit', 'Set explicitly.')
+  } else if (explicitHeaders !== null && explicitHeaders > NODE_DEFAULTS.requestTimeout) {
+    request = entry(explicitHeaders, 'derived', 'Raised to headersTimeout: the headers are part of the request (Node refuses a headersTimeout above requestTimeout).')
   } else {
-    const floor = Math.max(handler.value > 0 ? handler.value + handlerMargin : 0, explicitHeaders ?? 0)
-    request = floor > NODE_DEFAULTS.requestTimeout
-      ? entry(floor, 'derived', 'Raised above the handler budget (and headersTimeout), so Node never cuts with a raw 408 a request whose handler still runs while its body arrives.')
-      : entry(NODE_DEFAULTS.requestTimeout, 'default', "Node's default: receiving a whole request may take 5 min; above the handler budget, so the guard answers first.")
+    request = entry(NODE_DEFAULTS.requestTimeout, 'default', "Node's default: receiving a whole request (headers and body) may take 5 min. It bounds the receipt only: a connection leaves Node's check once its request has arrived, so a slow handler is never cut by it (the guard answers a late body with a coded 408).")
   }
   let headers: PlanEntry
   if (explicitHeaders !== null) {
@@ -325,12 +324,27 @@ function checkRules (up: ResolvedUpstream, upName: string, explicitMargin: numbe
   }
   const handlerFloor = handler.value > 0 ? handler.value + marginFor(explicitMargin, handler.value) : 0
   if (socket.value !== 0 && socket.value < handlerFloor) throw new HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT(socket.value, handler.value, handlerFloor)
-  if (request.value !== 0 && request.value < handlerFloor) throw new HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT(request.value, handler.value, handlerFloor)
+  // No rule between requestTimeout and the handler budget (the retired R5): Node's requestTimeout
+  // bounds the receipt of a request only (ConnectionsList::Expired, src/node_http_parser.cc, drops
+  // a connection whose message is complete), so it never fires under a handler whose body arrived.
   if (request.value !== 0 && headers.value !== 0 && headers.value > request.value) throw new HG_ERR_PLAN_HEADERS_AFTER_REQUEST(headers.value, request.value)
   const smallest = Math.min(headers.value || Infinity, request.value || Infinity)
   if (smallest !== Infinity && (interval.value === 0 || interval.value > smallest / 2)) {
     throw new HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE(interval.value, smallest, Math.max(1, Math.floor(smallest / 4)))
   }
+}
+
+/**
+ * The longest handler budget this plan allows for one route or request (rule R6: the answer must
+ * come before the upstream gives up), with the reason; Infinity when the upstream has no response
+ * timeout. A longer budget needs no other rule: the socket inactivity timeout follows each
+ * request's deadline, and requestTimeout bounds only the receipt of the request.
+ */
+export function budgetLimit (plan: TimeoutPlan): { readonly maxMs: number, readonly reason: string } {
+  const up = plan.upstream
+  if (up.responseTimeout === null) return { maxMs: Infinity, reason: '' }
+  const maxMs = up.responseTimeout - marginFor(plan.margin, up.responseTimeout)
+  return { maxMs, reason: `${up.title} gives up after ${formatMs(up.responseTimeout)} and answers with its own error. Use ${maxMs} ms or less` }
 }
 
 function upstreamText (up: ResolvedUpstream): string {

@@ -208,7 +208,14 @@ class SharedSampler implements Sampler {
     if (s.throttledRatio !== null && now - this.throttlingAt >= THROTTLE_INTERVAL_MS) this.sampleThrottling(now)
     s.windowMs = now - s.at
     s.at = now
-    for (const fn of this.listeners) fn(this)
+    for (const fn of this.listeners) {
+      try {
+        fn(this)
+      } catch (err) {
+        // One listener's bug must neither stop the others nor the tick (it would end sampling).
+        process.emitWarning(`hangup-guard: a sampler listener threw: ${err instanceof Error ? err.message : String(err)}`, 'HangupGuardWarning')
+      }
+    }
   }
 
   private sampleThrottling (now: number): void {

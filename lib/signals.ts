@@ -40,7 +40,13 @@ export function onDrainSignals (drain: () => Promise<unknown>, force: () => void
   function onFirst (): void {
     remove(onFirst)
     add(onSecond)
-    drain().then(uninstall, uninstall)
+    drain().then(uninstall, (err: unknown) => {
+      uninstall()
+      // Not swallowed: the shutdown went wrong (an onClose hook threw…), so the exit status says so.
+      process.exitCode = 1
+      // An error, not a warning: --no-warnings must not hide a failed shutdown.
+      console.error('hangup-guard: the drain started by a signal failed:', err)
+    })
   }
   function onSecond (): void {
     remove(onSecond)

@@ -5,6 +5,7 @@
  * to the optional `onIncident` callback. Counter names are part of the API (docs/api.md).
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
+import type { IncomingMessage } from 'node:http'
 import type { DrainState } from './drain'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
@@ -15,12 +16,14 @@ const incidentChannel = diagnosticsChannel.channel(INCIDENT_CHANNEL)
 export type IncidentCause =
   | 'deadline' // the handler budget was spent
   | 'socket-timeout' // the connection was inactive for `timeout` ms with a request in flight
-  | 'body-timeout' // the request body stopped arriving
+  | 'body-timeout' // the request body stopped arriving (requestTimeout, or the socket timeout while it arrived)
+  | 'headers-timeout' // the request headers did not arrive within headersTimeout
   | 'overload' // pressure thresholds crossed
   | 'stall' // the request waited behind an event-loop stall longer than its budget
   | 'draining' // the server is shutting down
   | 'shutdown' // the drain's hard deadline passed
   | 'client-gone' // the client closed the connection before its answer
+  | 'handler-error' // the request listener's promise rejected (node:http door)
 
 /**
  * - 'answered': the guard sent an explicit error answer (504/503/408) instead of a dropped socket;
@@ -35,14 +38,43 @@ export interface Incident {
   /** Status sent, for 'answered'. */
   readonly statusCode: number | null
   readonly method: string
-  /** Request target as received (path and query). */
+  /**
+   * The request's path, at most URL_MAX_CHARS (256) characters (longer ones end in '…'). The query
+   * string is left out (reset tokens, OAuth codes) unless the `incidentQuery` option is on; then
+   * path and query, at most 2048 characters.
+   */
   readonly url: string
-  /** Route label when the framework knows it (Fastify's routeOptions.url), else the path. */
+  /** Route label when the framework knows it (Fastify's routeOptions.url), else the path (capped as `url`). */
   readonly route: string
   /** Milliseconds since the request was admitted. */
   readonly elapsedMs: number
   /** Error code of the answer, e.g. HG_ERR_DEADLINE. */
   readonly code: string | null
+  /**
+   * For operators, never sent to the client: why the guard acted when the code alone does not say
+   * (the failing pressure check, e.g. `healthCheck failed: …`); else null.
+   */
+  readonly detail: string | null
+  /** cause 'handler-error': the value the request listener's promise rejected with. */
+  readonly error?: unknown
+}
+
+/** Longest `url` / `route` an incident carries without `incidentQuery` (characters). */
+export const URL_MAX_CHARS = 256
+/** Longest `url` with `incidentQuery` (characters). */
+export const URL_WITH_QUERY_MAX_CHARS = 2048
+
+/** The request target as an incident shows it: the path (or, opted in, path and query), capped. */
+export function incidentUrl (url: string | undefined, withQuery: boolean): string {
+  if (url === undefined) return ''
+  let out = url
+  let max = URL_WITH_QUERY_MAX_CHARS
+  if (!withQuery) {
+    const q = url.indexOf('?')
+    if (q !== -1) out = url.slice(0, q)
+    max = URL_MAX_CHARS
+  }
+  return out.length > max ? out.slice(0, max - 1) + '…' : out
 }
 
 export interface StatsSnapshot {
@@ -55,13 +87,23 @@ export interface StatsSnapshot {
     readonly deadline: number
     readonly socketTimeout: number
     readonly bodyTimeout: number
+    /** 408 answers to requests whose headers did not arrive within headersTimeout (HG_ERR_REQUEST_HEADERS_TIMEOUT). */
+    readonly headersTimeout: number
     readonly overload: number
     readonly stall: number
     readonly draining: number
     readonly shutdown: number
+    /** 500 for a request listener whose promise rejected before the response started (node:http door). */
+    readonly handlerError: number
   }
   /** Responses destroyed after they had started, by cause. */
-  readonly cut: { readonly deadline: number, readonly socketTimeout: number, readonly shutdown: number }
+  readonly cut: { readonly deadline: number, readonly socketTimeout: number, readonly shutdown: number, readonly handlerError: number }
+  /**
+   * Rejected request-listener promises that needed no answer (node:http door): `expected`, the
+   * rejection carried the guard's own abort reason (its deadline answer, the client gone, the
+   * drain deadline); `afterResponse`, the response had already been sent.
+   */
+  readonly handlerRejections: { readonly expected: number, readonly afterResponse: number }
   /** Clients that left before their answer, and the handler time spent for them. */
   readonly clientGone: { readonly count: number, readonly wastedMs: number }
   /** Idle keep-alive connections the guard closed. */
@@ -79,46 +121,75 @@ export class Stats {
   answeredDeadline = 0
   answeredSocketTimeout = 0
   answeredBodyTimeout = 0
+  answeredHeadersTimeout = 0
   answeredOverload = 0
   answeredStall = 0
   answeredDraining = 0
   answeredShutdown = 0
+  answeredHandlerError = 0
   cutDeadline = 0
   cutSocketTimeout = 0
   cutShutdown = 0
+  cutHandlerError = 0
+  rejectionsExpected = 0
+  rejectionsAfterResponse = 0
   clientGone = 0
   wastedMs = 0
   idleClosed = 0
   healthChecks = 0
   readonly onIncident: ((incident: Incident) => void) | null
 
-  constructor (onIncident: ((incident: Incident) => void) | null) {
+  constructor (onIncident: ((incident: Incident) => void) | null, readonly incidentQuery = false) {
     this.onIncident = onIncident
   }
 
-  /** Counts an incident and reports it. Reporting never throws into the request path. */
+  /** Someone reads incidents (an onIncident callback, or a subscriber of the channel). */
+  listened (): boolean {
+    return this.onIncident !== null || incidentChannel.hasSubscribers
+  }
+
+  /**
+   * Counts an incident and reports it (the incident object is built only when someone listens).
+   * `route`: the framework's route label, else null (the capped path is used). Reporting never
+   * throws into the request path.
+   */
   record (kind: IncidentKind, cause: IncidentCause, statusCode: number | null, code: string | null,
-    method: string, url: string, route: string, elapsedMs: number): void {
+    req: IncomingMessage | null, route: string | null, elapsedMs: number, detail: string | null = null, error?: unknown): void {
     if (kind === 'answered') {
       switch (cause) {
         case 'deadline': this.answeredDeadline++; break
         case 'socket-timeout': this.answeredSocketTimeout++; break
         case 'body-timeout': this.answeredBodyTimeout++; break
+        case 'headers-timeout': this.answeredHeadersTimeout++; break
         case 'overload': this.answeredOverload++; break
         case 'stall': this.answeredStall++; break
         case 'draining': this.answeredDraining++; break
+        case 'handler-error': this.answeredHandlerError++; break
         default: this.answeredShutdown++
       }
     } else if (kind === 'cut') {
       if (cause === 'deadline') this.cutDeadline++
-      else if (cause === 'socket-timeout' || cause === 'body-timeout') this.cutSocketTimeout++
+      else if (cause === 'socket-timeout' || cause === 'body-timeout' || cause === 'headers-timeout') this.cutSocketTimeout++
+      else if (cause === 'handler-error') this.cutHandlerError++
       else this.cutShutdown++
     } else {
       this.clientGone++
       this.wastedMs += elapsedMs
     }
     if (this.onIncident === null && !incidentChannel.hasSubscribers) return
-    const incident: Incident = { kind, cause, statusCode, method, url, route, elapsedMs: Math.round(elapsedMs * 1000) / 1000, code }
+    const url = incidentUrl(req?.url, this.incidentQuery)
+    const incident: Incident = {
+      kind,
+      cause,
+      statusCode,
+      method: req?.method ?? '',
+      url,
+      route: route ?? (this.incidentQuery ? incidentUrl(req?.url, false) : url),
+      elapsedMs: Math.round(elapsedMs * 1000) / 1000,
+      code,
+      detail
+    }
+    if (error !== undefined) (incident as { error?: unknown }).error = error
     if (incidentChannel.hasSubscribers) incidentChannel.publish(incident)
     if (this.onIncident !== null) {
       try {
@@ -138,12 +209,15 @@ export class Stats {
         deadline: this.answeredDeadline,
         socketTimeout: this.answeredSocketTimeout,
         bodyTimeout: this.answeredBodyTimeout,
+        headersTimeout: this.answeredHeadersTimeout,
         overload: this.answeredOverload,
         stall: this.answeredStall,
         draining: this.answeredDraining,
-        shutdown: this.answeredShutdown
+        shutdown: this.answeredShutdown,
+        handlerError: this.answeredHandlerError
       }),
-      cut: Object.freeze({ deadline: this.cutDeadline, socketTimeout: this.cutSocketTimeout, shutdown: this.cutShutdown }),
+      cut: Object.freeze({ deadline: this.cutDeadline, socketTimeout: this.cutSocketTimeout, shutdown: this.cutShutdown, handlerError: this.cutHandlerError }),
+      handlerRejections: Object.freeze({ expected: this.rejectionsExpected, afterResponse: this.rejectionsAfterResponse }),
       clientGone: Object.freeze({ count: this.clientGone, wastedMs: Math.round(this.wastedMs) }),
       idleClosed: this.idleClosed,
       healthChecks: this.healthChecks,

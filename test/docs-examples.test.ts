@@ -16,7 +16,7 @@ import t, { type Test } from 'tap'
 import http from 'node:http'
 import path from 'node:path'
 import { once } from 'node:events'
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFile, fork, type ChildProcess } from 'node:child_process'
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import ts from 'typescript'
 import { allBlocks, ROOT, type Block } from './helpers/examples'
@@ -53,6 +53,8 @@ interface Expect {
    * (issue 10). Until the package does, its run is reported as a todo, not skipped.
    */
   rejects?: true
+  /** An ESM JavaScript example whose parameters are untyped: checked as JavaScript (checkJs), not as TypeScript. */
+  js?: true
 }
 
 // Preludes and epilogues, ESM (ts and import-style js) and CommonJS (require-style js).
@@ -143,6 +145,7 @@ const EXPECT: Record<string, Expect> = {
   'metrics-otel': { rejects: true, run: 'server', prelude: OTEL_SDK, edits: [["handlerTimeout: '30s'", "handlerTimeout: '200ms'"]], requests: [{ do: 'deadline', path: '/slow' }, { do: 'ok', path: '/' }, { do: 'pause', ms: 400 }], stdout: [/^otel hangup_guard\.answers 1 \{"cause":"deadline","status":504\}$/m, /^otel hangup_guard\.in_flight [01] \{\}$/m] },
   sse: { run: 'server', prelude: "const http = require('node:http')\nconst { EventEmitter } = require('node:events')\nconst { deadlineOf, configureServerTimeouts } = require('hangup-guard')\nasync function openFeed ({ signal }) {\n  signal.throwIfAborted()\n  const feed = new EventEmitter()\n  let n = 0\n  const timer = setInterval(() => feed.emit('data', { n: n++ }), 50)\n  feed.close = () => { clearInterval(timer); console.log('feed closed') }\n  return feed\n}\n", epilogue: '\nconfigureServerTimeouts(server, { handlerTimeout: 200 })\nserver.listen(3000)\n', requests: [{ do: 'sse', path: '/events' }], stdout: [/feed closed/] },
   'outgoing-calls': { rejects: true, run: 'server', epilogue: "\nconst http = require('node:http')\nconst { configureServerTimeouts } = require('hangup-guard')\nconst server = http.createServer(handler)\nconfigureServerTimeouts(server, { handlerTimeout: 400 })\nserver.listen(3000)\n", requests: SIGNAL_PASSED('/') },
+  'catch-abort': { run: 'server', js: true, prelude: "import http from 'node:http'\nimport { configureServerTimeouts, deadlineOf } from 'hangup-guard'\n", epilogue: '\nconst server = http.createServer(handler)\nconfigureServerTimeouts(server, { handlerTimeout: 300 })\nserver.listen(3000)\n', requests: SIGNAL_PASSED('/') },
   'remaining-pg': { run: 'server', prelude: "const http = require('node:http')\nconst { configureServerTimeouts, deadlineOf } = require('hangup-guard')\nconst pool = { query: async (q) => ({ rows: [{ query_timeout: q.query_timeout }] }) }\nconst server = http.createServer(async (req, res) => {\nconst id = 7\n", epilogue: 'res.end(JSON.stringify({ ms, rows }))\n})\nconfigureServerTimeouts(server, { handlerTimeout: 300 })\nserver.listen(3000)\n', requests: [{ do: 'ok', path: '/', body: /^\{"ms":(2\d\d|1\d\d),"rows":\[\{"query_timeout":(2\d\d|1\d\d)\}\]\}$/ }] }
 }
 
@@ -205,23 +208,26 @@ function prepare (block: Block, expect: Expect): Prepared {
   const source = `${expect.prelude ?? ''}${code}${expect.epilogue ?? ''}`
   const esm = block.lang === 'ts' || !/\brequire\(/.test(source)
   // ESM examples (ts, or js with import) are type-checked and compiled; CommonJS ones run as written.
-  const ext = esm ? '.mts' : '.cjs'
+  const ext = expect.js === true ? '.mjs' : esm ? '.mts' : '.cjs'
   const file = path.join(WORK, `${block.label}${ext}`)
   writeFileSync(file, source)
   return { block, expect, file, source }
 }
 
 /** Type-checks every TypeScript example in one program; returns the diagnostics as text. */
-function typecheck (files: string[]): string[] {
+function typecheck (files: string[], javascript = false): string[] {
   const program = ts.createProgram(files, {
     module: ts.ModuleKind.NodeNext,
     moduleResolution: ts.ModuleResolutionKind.NodeNext,
     target: ts.ScriptTarget.ES2022,
     lib: ['lib.es2022.d.ts'],
     types: ['node'],
-    strict: true,
+    // JavaScript examples as a JavaScript user's editor checks them: the API's types, not strictness.
+    strict: !javascript,
     esModuleInterop: true,
     skipLibCheck: true,
+    allowJs: true,
+    checkJs: true,
     noEmit: true
   })
   return ts.getPreEmitDiagnostics(program).map((d) => {
@@ -329,10 +335,7 @@ function rejectionsCaught (): Promise<boolean> {
     configureServerTimeouts(server, { handlerTimeout: 50, pressure: false, watchdog: false })
     server.listen(0, '127.0.0.1', () => http.get({ port: server.address().port, host: '127.0.0.1' }, (res) => { res.resume(); setTimeout(() => { console.log('alive'); process.exit(0) }, 100) }))`
   return new Promise((resolve) => {
-    const child = fork('-e', [], { execArgv: ['-e', script], stdio: ['ignore', 'pipe', 'ignore', 'ipc'] })
-    let out = ''
-    child.stdout!.on('data', (c: Buffer) => { out += c.toString() })
-    child.on('exit', () => resolve(out.includes('alive')))
+    execFile(process.execPath, ['-e', script], { timeout: 10_000 }, (err, stdout) => resolve(err === null && stdout.includes('alive')))
   })
 }
 
@@ -342,8 +345,8 @@ t.test('the examples type-check and run', async (t) => {
   mkdirSync(WORK, { recursive: true })
   t.teardown(() => rmSync(WORK, { recursive: true, force: true }))
   const prepared = allBlocks().filter((b) => b.kind === 'example' && EXPECT[b.label] !== undefined).map((b) => prepare(b, EXPECT[b.label]!))
-  const diagnostics = typecheck(prepared.filter((p) => p.file.endsWith('.mts')).map((p) => p.file))
-  t.same(diagnostics, [], 'TypeScript examples compile (strict, nodenext)')
+  t.same(typecheck(prepared.filter((p) => p.file.endsWith('.mts')).map((p) => p.file)), [], 'TypeScript examples compile (strict, nodenext)')
+  t.same(typecheck(prepared.filter((p) => p.file.endsWith('.mjs')).map((p) => p.file), true), [], 'JavaScript ESM examples type-check (checkJs)')
 
   const upstream = new Upstream()
   const upstreamPort = await upstream.start()

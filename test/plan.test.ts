@@ -13,7 +13,6 @@ function brokenRules (plan: TimeoutPlan): string[] {
   if (up.kind === 'l4' && ka + NODE_DEFAULTS.keepAliveTimeoutBuffer >= (up.idleTimeout as number)) broken.push('R2 keepAlive + buffer < l4 idle')
   if (h > 0 && plan.timeout.value !== 0 && plan.timeout.value <= h) broken.push('R3 timeout > handler')
   if (plan.requestTimeout.value !== 0 && plan.headersTimeout.value > plan.requestTimeout.value) broken.push('R4 headers <= request')
-  if (h > 0 && plan.requestTimeout.value !== 0 && plan.requestTimeout.value <= h) broken.push('R5 request > handler')
   if (h > 0 && up.responseTimeout !== null && h >= up.responseTimeout) broken.push('R6 handler < upstream response')
   const smallest = Math.min(plan.headersTimeout.value || Infinity, plan.requestTimeout.value || Infinity)
   if (smallest !== Infinity && plan.connectionsCheckingInterval.value > smallest / 2) broken.push('R7 interval <= smallest / 2')
@@ -107,7 +106,6 @@ t.test('explicit settings that break a rule are refused with a coded error namin
     [{ upstream: 'aws-nlb', keepAliveTimeout: '350s' }, 'HG_ERR_PLAN_KEEP_ALIVE_TOO_LONG', /keepAliveTimeout 350000 ms.*Use 344000 ms or less/],
     [{ handlerTimeout: '10s', timeout: '5s' }, 'HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT', /timeout \(socket inactivity\) 5000 ms.*10000 ms budget.*Use 11000 ms/],
     [{ headersTimeout: 90_000, requestTimeout: 60_000 }, 'HG_ERR_PLAN_HEADERS_AFTER_REQUEST', /headersTimeout 90000 ms.*requestTimeout 60000 ms/],
-    [{ handlerTimeout: '60s', requestTimeout: '30s' }, 'HG_ERR_PLAN_REQUEST_TIMEOUT_TOO_SHORT', /requestTimeout 30000 ms.*60000 ms handler budget.*Use 65000 ms/],
     [{ upstream: 'envoy', handlerTimeout: '15s' }, 'HG_ERR_PLAN_HANDLER_TOO_LONG', /handlerTimeout 15000 ms.*Envoy.*15000 ms.*Use 13500 ms/],
     [{ connectionsCheckingInterval: '40s' }, 'HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE', /connectionsCheckingInterval 40000 ms.*60000 ms.*Use 15000 ms/]
   ]
@@ -115,6 +113,16 @@ t.test('explicit settings that break a rule are refused with a coded error namin
     t.throws(() => planTimeouts(options), { name: `RangeError [${code}]`, code, message }, code)
     try { planTimeouts(options) } catch (err) { t.ok(err instanceof RangeError, `${code} is a RangeError`) }
   }
+})
+
+t.test('issue 11: a requestTimeout shorter than the handler budget is coherent (it bounds the receipt only; R5 is retired)', async (t) => {
+  const plan = planTimeouts({ headersTimeout: 300, requestTimeout: 1000, connectionsCheckingInterval: 100 })
+  t.equal(plan.handlerTimeout.value, 30_000)
+  t.equal(plan.requestTimeout.value, 1000)
+  t.equal(plan.headersTimeout.value, 300)
+  const derived = planTimeouts({ handlerTimeout: '10m' })
+  t.equal(derived.requestTimeout.value, 300_000, 'a long budget no longer raises requestTimeout')
+  t.equal(planTimeouts({ headersTimeout: '6m' }).requestTimeout.value, 360_000, 'raised to headersTimeout only')
 })
 
 t.test('coherent explicit settings are kept and marked explicit', async (t) => {

@@ -114,3 +114,12 @@ export function statusOf (raw: string): number {
  * delay (a loaded CI machine must not turn an expected 504 into a 503) and no watchdog thread.
  */
 export const QUIET = { pressure: false, watchdog: false } as const
+
+/** Resolves once `check()` holds, looking every few ms; rejects after `ms` (a bounded wait on a state, not a sleep). */
+export async function until (check: () => boolean | Promise<boolean>, ms = 3000): Promise<void> {
+  const end = performance.now() + ms
+  while (!(await check())) {
+    if (performance.now() > end) throw new Error(`condition not met within ${ms} ms`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}

@@ -57,7 +57,8 @@ app.get('/g', async (request) => {
   expect(request.deadline).type.toBe<Deadline | null>()
   expect(request.deadline?.signal).type.toBe<AbortSignal | undefined>()
   expect(request.deadline?.remaining()).type.toBe<number | undefined>()
-  expect(request.deadline?.extend('1s')).type.toRaiseError()
+  expect(request.deadline?.extend('1s')).type.toBe<void | undefined>()
+  expect(request.deadline?.extend(true)).type.toRaiseError()
   expect(request.deadline.signal).type.toRaiseError()
   expect(request.signal).type.toBe<AbortSignal>()
   return 'g'

@@ -35,10 +35,29 @@ http.createServer((req, res) => {
     expect(d.signal).type.toBe<AbortSignal>()
     expect(d.remaining()).type.toBe<number>()
     expect(d.extend(100)).type.toBe<void>()
-    expect(d.extend('1s')).type.toRaiseError()
+    expect(d.extend('1s')).type.toBe<void>()
+    expect(d.extend(true)).type.toRaiseError()
   }
   res.end()
 })
 
 expect<PresetName>().type.toBeAssignableFrom<'aws-alb'>()
 expect(new errors.HG_ERR_DEADLINE(5).code).type.toBe<string>()
+
+// Issue 10: what the guard exposes, and rejected listeners
+expect(configureServerTimeouts(server, { incidentQuery: true, catchRejections: false, health: { details: true } })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { health: { details: 'yes' } })).type.toRaiseError()
+expect(configureServerTimeouts(server, { catchRejections: 1 })).type.toRaiseError()
+configureServerTimeouts(server, {
+  onIncident: (i) => {
+    expect(i.detail).type.toBe<string | null>()
+    expect(i.error).type.toBe<unknown>()
+    expect(i.cause).type.toBeAssignableFrom<'handler-error'>()
+  }
+})
+const snapshot = configureServerTimeouts(server).stats()
+expect(snapshot.answered.handlerError).type.toBe<number>()
+expect(snapshot.cut.handlerError).type.toBe<number>()
+expect(snapshot.handlerRejections).type.toBe<{ readonly expected: number, readonly afterResponse: number }>()
+expect(new errors.HG_ERR_OVERLOADED().statusCode).type.toBe<number>()
+expect(new errors.HG_ERR_HANDLER_FAILED().code).type.toBe<string>()
