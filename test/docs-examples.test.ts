@@ -14,6 +14,7 @@
  */
 import t, { type Test } from 'tap'
 import http from 'node:http'
+import type net from 'node:net'
 import path from 'node:path'
 import { once } from 'node:events'
 import { execFile, fork, type ChildProcess } from 'node:child_process'
@@ -149,25 +150,39 @@ const EXPECT: Record<string, Expect> = {
   'remaining-pg': { run: 'server', prelude: "const http = require('node:http')\nconst { configureServerTimeouts, deadlineOf } = require('hangup-guard')\nconst pool = { query: async (q) => ({ rows: [{ query_timeout: q.query_timeout }] }) }\nconst server = http.createServer(async (req, res) => {\nconst id = 7\n", epilogue: 'res.end(JSON.stringify({ ms, rows }))\n})\nconfigureServerTimeouts(server, { handlerTimeout: 300 })\nserver.listen(3000)\n', requests: [{ do: 'ok', path: '/', body: /^\{"ms":(2\d\d|1\d\d),"rows":\[\{"query_timeout":(2\d\d|1\d\d)\}\]\}$/ }] }
 }
 
+const kUnanswered = Symbol('requests not yet answered on this connection')
+const kActiveAt = Symbol('when this connection was opened or last got a request')
+
 /** The upstream every outgoing call of an example reaches: answers JSON at once, or (slow) never before the caller gives up. */
 class Upstream {
   slow = false
   aborted = 0
   readonly server = http.createServer((req, res) => {
+    const socket = req.socket as net.Socket & { [kUnanswered]?: number, [kActiveAt]?: number }
+    socket[kUnanswered] = (socket[kUnanswered] ?? 0) + 1
+    socket[kActiveAt] = performance.now()
+    res.on('finish', () => { socket[kUnanswered]! -= 1 })
     if (!this.slow) {
       res.setHeader('content-type', 'application/json')
       res.end('{"ok":true,"from":"upstream"}')
       return
     }
     const timer = setTimeout(() => res.end('{"late":true}'), 10_000)
-    res.on('close', () => {
-      clearTimeout(timer)
-      if (!res.writableFinished) {
-        this.aborted++
-        this.server.emit('aborted-call')
-      }
-    })
+    res.on('close', () => clearTimeout(timer))
   })
+
+  constructor () {
+    // An aborted call closes its connection with its request unanswered. (A connection closed
+    // before any request is no evidence: clients open and drop connections of their own.)
+    this.server.on('connection', (socket: net.Socket & { [kUnanswered]?: number, [kActiveAt]?: number }) => {
+      socket.on('close', () => {
+        if (socket[kUnanswered] !== undefined && socket[kUnanswered] > 0) {
+          this.aborted++
+          this.server.emit('aborted-call', socket[kActiveAt])
+        }
+      })
+    })
+  }
 
   async start (): Promise<number> {
     this.server.listen(0, '127.0.0.1')
@@ -175,12 +190,26 @@ class Upstream {
     return (this.server.address() as { port: number }).port
   }
 
-  /** Resolves when the next slow call is aborted by its caller. */
+  /**
+   * Resolves when a call made from now on is aborted by its caller: a connection given a request
+   * after this moment closes with that request unanswered (older connections closing late, such
+   * as a previous example's pool, do not count).
+   */
   nextAbort (): Promise<void> {
-    return Promise.race([
-      once(this.server, 'aborted-call').then(() => undefined),
-      new Promise<void>((resolve, reject) => setTimeout(() => reject(new Error('the upstream call was not aborted within 3 s')), 3_000).unref())
-    ])
+    const since = performance.now()
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.server.removeListener('aborted-call', onAbort)
+        reject(new Error('the upstream call was not aborted within 3 s'))
+      }, 3_000)
+      const onAbort = (activeAt: number): void => {
+        if (activeAt < since) return
+        clearTimeout(timer)
+        this.server.removeListener('aborted-call', onAbort)
+        resolve()
+      }
+      this.server.on('aborted-call', onAbort)
+    })
   }
 }
 
