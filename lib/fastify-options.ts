@@ -4,8 +4,8 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { HangupGuardOptions } from './bind'
-import { type TimeoutPlan, planTimeouts, budgetLimit, NODE_DEFAULTS } from './plan'
-import { checkKnownKeys } from './options'
+import { type TimeoutPlan, budgetLimit, NODE_DEFAULTS } from './plan'
+import { resolveConfig } from './config'
 import { type Duration, toMs } from './duration'
 import {
   HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
@@ -182,8 +182,7 @@ export function fastifyServerOptions (planOrOptions: TimeoutPlan | FastifyHangup
   if (isPlan(planOrOptions)) plan = planOrOptions
   else {
     if (planOrOptions === null || typeof planOrOptions !== 'object') throw new HG_ERR_OPT_TYPE('fastifyServerOptions(options)', planOrOptions, 'a plan or hangup-guard options')
-    checkKnownKeys(planOrOptions, FASTIFY_KEYS)
-    plan = planTimeouts(planOrOptions)
+    plan = resolveConfig(planOrOptions, FASTIFY_KEYS).plan
   }
   return {
     connectionTimeout: plan.timeout.value,

@@ -19,8 +19,9 @@ import type { StatsSnapshot } from './stats'
 import type { DrainOptions } from './options'
 import type { HealthAnswer, HealthKind } from './health'
 import { type DrainResult, startDrain, forceDrain } from './drain'
-import { type SignalHandlers, onDrainSignals, readHandleSignals } from './signals'
-import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_OPT_TYPE, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from './errors'
+import { type SignalHandlers, onDrainSignals } from './signals'
+import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from './errors'
+import { resolveConfig } from './config'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
   type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource, type ResolvedUnderPressure,
@@ -167,18 +168,18 @@ function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, ref
  * 'finish' whenever a logger or onResponse hook is set).
  */
 async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOptions): Promise<void> {
-  if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
-  const config = app.initialConfig as FastifyConfigView
-  if (config.http2 === true) throw new HG_ERR_HTTP2_UNSUPPORTED()
-  const handleSignals = readHandleSignals(options.handleSignals)
-  const underPressure = readUnderPressure(options.underPressure)
+  const fastifyConfig = app.initialConfig as FastifyConfigView
+  if (fastifyConfig.http2 === true) throw new HG_ERR_HTTP2_UNSUPPORTED()
+  // Everything is checked before anything is installed.
+  const config = resolveConfig(options, FASTIFY_KEYS)
+  const underPressure = readUnderPressure(config.door.underPressure)
   const server = app.server as DoorServer
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
-  const binding = bindServer(server, options, FASTIFY_KEYS, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
+  reconcileFastifyConfig(fastifyConfig, before, config.plan)
+  if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
+  const binding = bindServer(server, config, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
   try {
-    reconcileFastifyConfig(config, before, binding.guard.plan)
-    if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
-    await install(app, options, binding, underPressure, handleSignals)
+    await install(app, binding, underPressure, config.handleSignals)
   } catch (err) {
     // Nothing stays applied when registration fails (a decorator or health route already taken…).
     delete server[kDoor]
@@ -187,7 +188,8 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   }
 }
 
-async function install (app: FastifyInstance, options: FastifyHangupGuardOptions, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
+async function install (app: FastifyInstance, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
+  const composeUnderPressure = binding.config.door.underPressure !== false
   const { guard, applied } = binding
   const server = app.server as DoorServer
   const plan = guard.plan
@@ -197,7 +199,7 @@ async function install (app: FastifyInstance, options: FastifyHangupGuardOptions
     plan,
     fallback: Object.freeze({ budget: guard.budget, source: 'default' as RouteBudgetSource, ownErrorHandler: false }),
     fastifyHandlerTimeout: (app.initialConfig as FastifyConfigView).handlerTimeout ?? 0,
-    composePressure: options.underPressure !== false
+    composePressure: composeUnderPressure
   }
 
   const notes = [
@@ -205,7 +207,7 @@ async function install (app: FastifyInstance, options: FastifyHangupGuardOptions
     "fastify: deadlines by hangup-guard's onRequest hook (route config hangupGuard.timeout overrides; routes with Fastify's handlerTimeout keep Fastify's).",
     underPressure !== null
       ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's pressure verdict (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
-      : options.underPressure === false ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
+      : !composeUnderPressure ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
   ]
   const handle: FastifyHangupGuard = {
     plan,

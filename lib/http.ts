@@ -7,13 +7,14 @@ import type { IncomingMessage, ServerResponse, Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import type { TimeoutPlan } from './plan'
 import type { Guard } from './guard'
-import { type HangupGuardOptions, bindServer } from './bind'
+import { type HangupGuardOptions, bindServer, checkServer } from './bind'
 import { HG_ERR_CLOSED } from './errors'
 import type { StatsSnapshot } from './stats'
 import type { HealthAnswer, HealthKind } from './health'
 import type { DrainOptions } from './options'
 import { type DrainResult, startDrain } from './drain'
-import { type SignalHandlers, drainOnSignals, readHandleSignals } from './signals'
+import { type SignalHandlers, drainOnSignals } from './signals'
+import { resolveConfig } from './config'
 
 export type { HangupGuardOptions } from './bind'
 
@@ -103,8 +104,10 @@ function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown
  * the request guard in front of the server's request listeners.
  */
 export function configureServerTimeouts (server: Server, options: HangupGuardOptions = {}): ServerGuard {
-  const handleSignals = readHandleSignals((options as HangupGuardOptions | null)?.handleSignals)
-  const binding = bindServer(server, options)
+  checkServer(server)
+  const config = resolveConfig(options) // every option checked before anything is installed
+  const handleSignals = config.handleSignals
+  const binding = bindServer(server, config)
   const { guard, plan, applied } = { guard: binding.guard, plan: binding.guard.plan, applied: binding.applied }
   const target = server as GuardedServer
   const hadOwnEmit = Object.hasOwn(server, 'emit')
