@@ -11,8 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici'
 import hangupGuard from '../lib/fastify'
-import { bindingOf } from '../lib/bind'
-import { DrainPhase } from '../lib/guard'
+import { bindingOf } from '../lib/core/bind'
+import { DrainPhase } from '../lib/core/guard'
 import { get } from './helpers/net'
 
 // Timing tolerance: answers may come late by event-loop lag on a loaded 2-core machine, never early.

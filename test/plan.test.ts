@@ -1,7 +1,7 @@
 import t from 'tap'
-import { planTimeouts, NODE_DEFAULTS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS, type TimeoutPlan } from '../lib/plan'
-import { PRESETS, PRESET_NAMES } from '../lib/presets'
-import { toMs, formatMs } from '../lib/duration'
+import { planTimeouts, NODE_DEFAULTS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS, type TimeoutPlan } from '../lib/core/plan'
+import { PRESETS, PRESET_NAMES } from '../lib/core/presets'
+import { toMs, formatMs } from '../lib/core/duration'
 
 /** Every rule of docs/timeouts.md, checked on a finished plan. Returns the broken rules. */
 function brokenRules (plan: TimeoutPlan): string[] {

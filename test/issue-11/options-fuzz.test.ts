@@ -10,9 +10,9 @@ import http from 'node:http'
 import Fastify from 'fastify'
 import { configureServerTimeouts } from '../../lib/index'
 import hangupGuard from '../../lib/fastify'
-import { acquireSampler } from '../../lib/sampler'
-import { acquireWatchdog } from '../../lib/watchdog'
-import { PRESET_NAMES } from '../../lib/presets'
+import { acquireSampler } from '../../lib/core/sampler'
+import { acquireWatchdog } from '../../lib/core/watchdog'
+import { PRESET_NAMES } from '../../lib/core/presets'
 
 /** mulberry32: a seeded generator, so a failure is reproducible from its index. */
 function rng (seed: number): () => number {

@@ -4,7 +4,7 @@ import http from 'node:http'
 import Fastify from 'fastify'
 import { configureServerTimeouts } from '../../lib/index'
 import hangupGuard from '../../lib/fastify'
-import { acquireSampler } from '../../lib/sampler'
+import { acquireSampler } from '../../lib/core/sampler'
 
 const server = (): http.Server => http.createServer()
 

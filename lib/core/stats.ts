@@ -6,7 +6,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import type { IncomingMessage } from 'node:http'
-import type { DrainState } from './drain'
+import type { DrainState } from './drain-state'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
 export const INCIDENT_CHANNEL = 'hangup-guard:incident'

@@ -14,6 +14,7 @@ import type { ResolvedConfig } from './config'
 import { Guard } from './guard'
 import { applyPlan, type AppliedPlan } from './apply'
 import { kGuard } from './symbols'
+import { drainingReason } from './drain'
 import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
@@ -138,7 +139,7 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
     watchdog,
     plan: planJson,
     stats: () => guard.snapshot(),
-    draining: () => guard.drainPhase === 0 ? null : `draining (${guard.drainState().phase})`
+    draining: () => drainingReason(guard)
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)

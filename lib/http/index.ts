@@ -5,18 +5,19 @@
  */
 import type { IncomingMessage, ServerResponse, Server } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import type { TimeoutPlan } from './plan'
-import type { Guard } from './guard'
-import { type HangupGuardOptions, bindServer, checkServer } from './bind'
-import { HG_ERR_CLOSED } from './errors'
-import type { StatsSnapshot } from './stats'
-import type { HealthAnswer, HealthKind } from './health'
-import type { DrainOptions } from './options'
-import { type DrainResult, startDrain } from './drain'
-import { type SignalHandlers, drainOnSignals } from './signals'
-import { resolveConfig } from './config'
+import type { TimeoutPlan } from '../core/plan'
+import type { Guard } from '../core/guard'
+import { type HangupGuardOptions, bindServer, checkServer } from '../core/bind'
+import { HG_ERR_CLOSED } from '../core/errors'
+import type { StatsSnapshot } from '../core/stats'
+import type { HealthAnswer, HealthKind } from '../core/health'
+import type { DrainOptions } from '../core/options'
+import { startDrain } from '../core/drain'
+import type { DrainResult } from '../core/drain-state'
+import { type SignalHandlers, drainOnSignals } from '../core/signals'
+import { resolveConfig } from '../core/config'
 
-export type { HangupGuardOptions } from './bind'
+export type { HangupGuardOptions } from '../core/bind'
 
 /** What configureServerTimeouts returns. */
 export interface ServerGuard {

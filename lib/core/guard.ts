@@ -18,7 +18,7 @@ import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending, kQueued, kLastResponse, kCloseMarked } from './symbols'
 import { type HealthAnswer, type HealthKind, serializeHealth, publicHealth } from './health'
-import type { DrainRun, DrainState } from './drain'
+import { DrainPhase, type DrainPhaseValue, type DrainRunView, type DrainState } from './drain-state'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
 export interface StallSource {
@@ -44,9 +44,7 @@ export interface Refusal {
   readonly detail: string | null
 }
 
-/** Drain phases, in order. */
-export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
-export type DrainPhaseValue = typeof DrainPhase[keyof typeof DrainPhase]
+export { DrainPhase } from './drain-state'
 
 const answerRaw: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
 
@@ -240,7 +238,7 @@ export class Guard implements PendingOwner {
   onIdle: (() => void) | null = null
 
   /** The drain started on this guard (lib/drain.ts): every drain() returns its promise. */
-  drainRun: DrainRun | null = null
+  drainRun: DrainRunView | null = null
 
   /** Drain phase and times, for health and counters. */
   drainState (): DrainState {

@@ -15,7 +15,8 @@
  */
 import type { Server, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { DrainPhase, type Guard, markLastResponses } from './guard'
+import { type Guard, markLastResponses } from './guard'
+import { DrainPhase, PHASE_NAMES, type DrainResult, type DrainState, type DrainRunView } from './drain-state'
 import { type DrainOptions, resolveDrainTimes } from './options'
 import { toMs } from './duration'
 import { HG_ERR_OPT_TYPE, HG_ERR_OPT_UNKNOWN, HG_ERR_SHUTDOWN } from './errors'
@@ -34,44 +35,10 @@ export const FLUSH_MS = 500
 /** After the connections are destroyed, how long to wait for the server's 'close' before resolving with the connections it does not track (upgraded sockets). */
 export const LINGER_MS = 1_000
 
-export type DrainPhaseName = 'serving' | 'grace' | 'closing' | 'closed'
-const PHASE_NAMES: readonly DrainPhaseName[] = ['serving', 'grace', 'closing', 'closed']
-
-/** What health and counters report of the drain. */
-export interface DrainState {
-  readonly phase: DrainPhaseName
-  /** Epoch milliseconds at which the drain started; null while serving. */
-  readonly startedAt: number | null
-  /** How long new requests are served after the start (the configured value while serving). */
-  readonly delayMs: number
-  /** Hard deadline, from the start, delay included (the configured value while serving). */
-  readonly timeoutMs: number
-}
-
-/** What a drain promise resolves to. */
-export interface DrainResult {
-  /** Milliseconds from the start of the drain to the server's 'close'. */
-  readonly durationMs: number
-  /** The hard deadline passed (or force() was called) with requests still in flight. */
-  readonly timedOut: boolean
-  /** force() was called (a second signal) before the server closed. */
-  readonly forced: boolean
-  /** Requests that arrived during the drain (admitted or refused; health probes excluded). */
-  readonly requests: number
-  /** Requests answered 503 HG_ERR_DRAINING because they arrived on an open connection after the listener closed. */
-  readonly refused: number
-  /** Handlers answered 503 HG_ERR_SHUTDOWN at the hard deadline. */
-  readonly answeredAtDeadline: number
-  /** Responses destroyed after they had started (cut, cause 'shutdown'). */
-  readonly cut: number
-  /** Connections still open when the drain stopped waiting (sockets handed over on 'upgrade', such as WebSockets, are not the http server's to close); 0 when the server closed. */
-  readonly openConnections: number
-}
-
 const DRAIN_CALL_KEYS = ['delay', 'timeout']
 
 /** One drain of one server; its promise is what every drain() call on that server returns. */
-export class DrainRun {
+export class DrainRun implements DrainRunView {
   readonly promise: Promise<DrainResult>
   /** Epoch milliseconds. */
   readonly startedAt: number

@@ -3,14 +3,14 @@
  * the plan, `fastifyServerOptions()`, and per-route budgets (parsed once, at onRoute time).
  */
 import type { FastifyInstance } from 'fastify'
-import type { HangupGuardOptions } from './bind'
-import { type TimeoutPlan, budgetLimit, NODE_DEFAULTS } from './plan'
-import { resolveConfig } from './config'
-import { type Duration, toMs } from './duration'
+import type { HangupGuardOptions } from '../core/bind'
+import { type TimeoutPlan, budgetLimit, NODE_DEFAULTS } from '../core/plan'
+import { resolveConfig } from '../core/config'
+import { type Duration, toMs } from '../core/duration'
 import {
   HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
   HG_ERR_FASTIFY_OPTION_CONFLICT, HG_ERR_FASTIFY_ROUTE_CONFIG, HG_ERR_FASTIFY_ROUTE_BUDGET
-} from './errors'
+} from '../core/errors'
 
 /**
  * Thresholds handed to @fastify/under-pressure when hangup-guard registers it (they pass through

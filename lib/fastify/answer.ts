@@ -6,10 +6,10 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
-import { type AnswerOptions, neutralize, problemOf, sendAnswer } from './answer'
-import type { HangupGuardError } from './errors'
-import type { Pending } from './pending'
-import { kRoute, type RouteConfigSlots } from './fastify-options'
+import { type AnswerOptions, neutralize, problemOf, sendAnswer } from '../core/answer'
+import type { HangupGuardError } from '../core/errors'
+import type { Pending } from '../core/pending'
+import { kRoute, type RouteConfigSlots } from './options'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
