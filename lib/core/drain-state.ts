@@ -42,7 +42,6 @@ export interface DrainResult {
   readonly openConnections: number
 }
 
-
 /** What the guard sees of the drain under way (lib/core/drain.ts DrainRun). */
 export interface DrainRunView {
   readonly promise: Promise<DrainResult>
