@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import {
   type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT, HG_ERR_REQUEST_HEADERS_TIMEOUT,
-  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED
+  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED, show
 } from './errors'
 import { type AnswerOptions, isAnswered, sendAnswer, onWire, discardStagedHead, neutralize, rawAnswer } from './answer'
 import { Pending, type PendingOwner, pendingOf } from './pending'
@@ -298,21 +298,23 @@ export class Guard implements PendingOwner {
     }
     const elapsed = p === undefined ? 0 : performance.now() - p.start
     const route = p?.route ?? null
-    if (isAnswered(res) || res.writableFinished || (res.writableEnded && onWire(res))) {
+    // Answered, finished, or gone (the client left: counted as clientGone): nothing to answer.
+    if (isAnswered(res) || res.writableFinished || res.destroyed || (res.writableEnded && onWire(res))) {
       this.stats.rejectionsAfterResponse++
       this.reportUnread(error)
       return
     }
-    if (!res.destroyed && !onWire(res)) {
+    if (!onWire(res)) {
       if (res.headersSent) discardStagedHead(res)
+      const failed = new HG_ERR_HANDLER_FAILED()
       let answered = false
       try {
-        answered = sendAnswer(req, res, new HG_ERR_HANDLER_FAILED(), { close: !req.complete })
+        answered = sendAnswer(req, res, failed, { close: !req.complete })
       } catch {}
       if (answered) {
-        this.stats.record('answered', 'handler-error', 500, HG_ERR_HANDLER_FAILED.code, req, route, elapsed, null, error)
+        this.stats.record('answered', 'handler-error', 500, failed.code, req, route, elapsed, null, error)
         this.reportUnread(error)
-        p?.abort(new HG_ERR_HANDLER_FAILED())
+        p?.abort(failed)
         return
       }
     }
@@ -325,8 +327,8 @@ export class Guard implements PendingOwner {
   /** An application error nobody reads through incidents still reaches the process's warnings. */
   private reportUnread (error: unknown): void {
     if (this.stats.listened()) return
-    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-    process.emitWarning(`hangup-guard: a request listener rejected (${text}); see docs/api.md#catchrejections`, 'HangupGuardWarning')
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : show(error)
+    process.emitWarning(`hangup-guard: a request listener rejected (${text}); subscribe to incidents for the error itself (docs/api.md#rejected-request-listeners)`, 'HangupGuardWarning')
   }
 
   /**
