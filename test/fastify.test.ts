@@ -230,8 +230,8 @@ t.test('refusals (drain closing) answer 503 through the reply with Retry-After a
   const { app, port } = await start({ handlerTimeout: 1000, retryAfter: 3 }, (app) => {
     app.get('/', async () => 'ok')
   })
-  bindingOf(app.server)!.guard.drainPhase = DrainPhase.Closing
-  t.teardown(() => { bindingOf(app.server)!.guard.drainPhase = DrainPhase.None })
+  bindingOf(app.server)!.guard.enterPhase(DrainPhase.Closing)
+  t.teardown(() => { bindingOf(app.server)!.guard.enterPhase(DrainPhase.None) })
   const answer = await get(port, '/')
   t.equal(answer.status, 503)
   t.equal(answer.headers['retry-after'], '3')

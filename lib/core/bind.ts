@@ -7,18 +7,17 @@ import http, { type Server } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_RANGE } from './errors'
+import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER } from './errors'
 import type { PlanOptions } from './plan'
 import type { GuardOptions } from './options'
 import type { ResolvedConfig } from './config'
-import { Guard } from './guard'
+import { Guard, type Answerer } from './guard'
 import { applyPlan, type AppliedPlan } from './apply'
 import { kGuard } from './symbols'
-import { drainingReason } from './drain'
 import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
-import { buildHealth, type HealthAnswer, type HealthKind } from './health'
+import type { HealthAnswer, HealthKind } from './health'
 
 /** Stall detection, load shedding and health: the parts that watch the process, not a request. */
 export interface WatchOptions {
@@ -81,7 +80,7 @@ const NODE_CLIENT_ERROR_ANSWERS: Record<string, string> = {
 
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
-  if (binding !== undefined) binding.guard.listeningAt = performance.now()
+  if (binding !== undefined) binding.guard.listening(performance.now())
 }
 
 export function checkServer (server: unknown): asserts server is Server {
@@ -107,7 +106,7 @@ export function bindingOf (server: Server): Binding | undefined {
  * applies the plan, creates the server's guard, and only then acquires the shared sampler, the
  * pressure evaluator and the watchdog.
  */
-export function bindServer (server: Server, config: ResolvedConfig, door: 'http' | 'fastify' = 'http'): Binding {
+export function bindServer (server: Server, config: ResolvedConfig, door: 'http' | 'fastify' = 'http', answerer: Answerer | null = null): Binding {
   checkServer(server)
   const target = server as BoundServer
   if (target[kGuard] !== undefined) {
@@ -116,7 +115,6 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
       : 'call close() on the handle configureServerTimeouts() returned before configuring it again (or, on a Fastify app, use the plugin alone)')
   }
   const plan = config.plan
-  const guard = new Guard(plan, config.guard)
   const sampler = acquireSampler()
   let pressure: Pressure | null = null
   let watchdog: Watchdog | null = null
@@ -128,18 +126,12 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
     sampler.release()
     throw err
   }
-  if (config.pressure !== false) {
-    guard.stall = sampler
-    guard.pressure = pressure
-  }
-  const planJson = JSON.parse(JSON.stringify(plan)) as unknown
-  guard.healthOf = (kind) => buildHealth(kind, {
-    pressure,
-    sampler,
-    watchdog,
-    plan: planJson,
-    stats: () => guard.snapshot(),
-    draining: () => drainingReason(guard)
+  // Built whole from its parts: nothing is assigned into the guard afterwards.
+  const guard = new Guard(plan, config.guard, {
+    stall: config.pressure === false ? null : sampler,
+    pressure: config.pressure === false ? null : pressure,
+    answerer,
+    health: { pressure, sampler, watchdog, plan: JSON.parse(JSON.stringify(plan)) as unknown }
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
@@ -153,21 +145,17 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
     sampler,
     pressure,
     watchdog,
-    health (kind: HealthKind): HealthAnswer {
-      if (kind !== 'liveness' && kind !== 'readiness') throw new HG_ERR_OPT_RANGE('health(kind)', kind, "'liveness' or 'readiness'")
-      return (guard.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
-    },
+    health: (kind: HealthKind): HealthAnswer => guard.health(kind),
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
       server.removeListener('clientError', onClientError)
       server.removeListener('listening', onListening)
       applied.restore()
+      guard.detach()
       pressure.close()
       watchdog?.release()
       sampler.release()
-      guard.stall = null
-      guard.pressure = null
       delete target[kGuard]
     }
   }

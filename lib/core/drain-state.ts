@@ -48,3 +48,10 @@ export interface DrainRunView {
   state (): DrainState
   force (): void
 }
+
+/** Why readiness fails while the server drains (the health document's `server:draining` output), else null. */
+export function drainingReason (s: DrainState): string | null {
+  if (s.phase === 'serving') return null
+  const since = s.startedAt === null ? '' : ` since ${new Date(s.startedAt).toISOString()}`
+  return `draining (${s.phase})${since}: delay ${s.delayMs} ms, hard deadline ${s.timeoutMs} ms`
+}

@@ -15,7 +15,7 @@
  */
 import type { Server, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { type Guard, markLastResponses } from './guard'
+import type { Guard } from './guard'
 import { DrainPhase, PHASE_NAMES, type DrainResult, type DrainState, type DrainRunView } from './drain-state'
 import { type DrainOptions, resolveDrainTimes } from './options'
 import { toMs } from './duration'
@@ -67,11 +67,7 @@ export class DrainRun implements DrainRunView {
     this.startedAt = Date.now()
     const s = guard.stats
     this.base = [s.requests, s.answeredDraining, s.answeredShutdown, s.cutShutdown]
-    guard.drainRun = this
-    guard.drainPhase = DrainPhase.Grace
-    // Responses not started yet close their connection too, the last of each connection only
-    // (those admitted from now on are marked at admission).
-    markLastResponses(guard.inFlightHead)
+    guard.beginDrain(this)
     server.on('close', this.onClose)
     // The deadline first: what follows may block the event loop.
     this.deadlineTimer = setTimeout(onDeadlineTimer, timeoutMs, this).unref()
@@ -94,8 +90,8 @@ export class DrainRun implements DrainRunView {
     if (this.closing || this.done) return
     this.closing = true
     this.clearTimer('delayTimer')
-    this.guard.drainPhase = DrainPhase.Closing
-    this.guard.onIdle = this.onIdle
+    this.guard.enterPhase(DrainPhase.Closing)
+    this.guard.whenIdle(this.onIdle)
     closeListener(this.server)
     if (this.guard.inFlightHead === null) this.armSweep()
   }
@@ -147,7 +143,7 @@ export class DrainRun implements DrainRunView {
     for (let p = this.guard.inFlightHead; p !== null; p = p.inNext) {
       if (p.done || p.cut) continue
       p.cut = true
-      this.guard.stats.record('cut', 'shutdown', null, HG_ERR_SHUTDOWN.code, p.req, p.route, now - p.start)
+      this.guard.stats.record({ kind: 'cut', cause: 'shutdown', statusCode: null, code: HG_ERR_SHUTDOWN.code, req: p.req, route: p.route, elapsedMs: now - p.start })
     }
     this.server.closeAllConnections()
     this.lingerTimer = setTimeout(onLingerTimer, LINGER_MS, this).unref()
@@ -170,8 +166,8 @@ export class DrainRun implements DrainRunView {
     this.done = true
     for (const name of TIMERS) this.clearTimer(name)
     this.server.removeListener('close', this.onClose)
-    if (this.guard.onIdle === this.onIdle) this.guard.onIdle = null
-    this.guard.drainPhase = DrainPhase.Closed
+    this.guard.whenIdle(null)
+    this.guard.enterPhase(DrainPhase.Closed)
     const s = this.guard.stats
     const [requests, draining, shutdown, cut] = this.base
     this.resolve(Object.freeze({
@@ -274,14 +270,6 @@ function drainTimesFor (guard: Guard, options: DrainOptions): { drainDelay: numb
   let delayDefault = guard.options.drainDelay
   if (options.timeout !== undefined && options.delay === undefined) delayDefault = Math.min(delayDefault, toMs('drain().timeout', options.timeout))
   return resolveDrainTimes(options, delayDefault, guard.options.drainTimeout, 'drain().')
-}
-
-/** Why readiness fails while the server drains (the health module's `draining` source), else null. */
-export function drainingReason (guard: Guard): string | null {
-  const s = guard.drainState()
-  if (s.phase === 'serving') return null
-  const since = s.startedAt === null ? '' : ` since ${new Date(s.startedAt).toISOString()}`
-  return `draining (${s.phase})${since}: delay ${s.delayMs} ms, hard deadline ${s.timeoutMs} ms`
 }
 
 /** Hard deadline now for the drain under way on this guard; false when none is. */

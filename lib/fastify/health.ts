@@ -7,7 +7,8 @@
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { type Binding, bindingOf } from '../core/bind'
 import type { HealthKind } from '../core/health'
-import { kRoute, type RouteRecord } from './options'
+import type { RouteRecord } from './options'
+import { kRoute } from '../core/symbols'
 
 export const HEALTH_RECORD: RouteRecord = Object.freeze({ budget: 0, source: 'health', ownErrorHandler: false })
 

@@ -8,7 +8,6 @@
  * route, or inside the plugin whose routes should be guarded; once per server.
  */
 import type { Server } from 'node:http'
-import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { type Binding, bindServer } from '../core/bind'
@@ -23,10 +22,12 @@ import type { DrainResult } from '../core/drain-state'
 import { type SignalHandlers, onDrainSignals } from '../core/signals'
 import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from '../core/errors'
 import { resolveConfig } from '../core/config'
+import { kDoor, kRoute } from '../core/symbols'
+import { Pending } from '../core/pending'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
   type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource, type ResolvedUnderPressure,
-  FASTIFY_KEYS, kRoute, readUnderPressure, reconcileFastifyConfig, routeRecordFor, fastifyServerOptions
+  FASTIFY_KEYS, readUnderPressure, reconcileFastifyConfig, routeRecordFor, fastifyServerOptions
 } from './options'
 import { fastifyAnswerer, answerPayload } from './answer'
 import { UNDER_PRESSURE_NAME, onPressure, registerUnderPressure } from './pressure'
@@ -76,8 +77,6 @@ declare module 'fastify' {
     deadline: Deadline | null
   }
 }
-
-const kDoor = Symbol('hangup-guard.fastify.door')
 
 /** Per-server state the hooks read (hooks are module functions: nothing is allocated per request). */
 interface Door {
@@ -140,17 +139,13 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   }
   if (record.source === 'health') { done(); return }
   const guard = door.guard
-  const now = performance.now()
-  const budget = guard.budgetFor(request.raw, record.budget)
-  const refusal = guard.verdict(budget, now, request.raw, reply.raw)
-  if (refusal !== null) {
-    refuse(guard, request, reply, refusal, config.url ?? null)
+  const admitted = guard.admit(request.raw, reply.raw, record.budget, reply, config.url ?? null)
+  if (admitted instanceof Pending) {
+    request.deadline = admitted
+    done()
     return
   }
-  const p = guard.track(request.raw, reply.raw, budget, now, reply)
-  p.route = config.url ?? null
-  request.deadline = p
-  done()
+  refuse(guard, request, reply, admitted, config.url ?? null)
 }
 
 function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, route: string | null): void {
@@ -178,7 +173,7 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
   reconcileFastifyConfig(fastifyConfig, before, config.plan)
   if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
-  const binding = bindServer(server, config, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
+  const binding = bindServer(server, config, 'fastify', fastifyAnswerer) // HG_ERR_ALREADY_CONFIGURED on a second registration
   try {
     await install(app, binding, underPressure, config.handleSignals)
   } catch (err) {
@@ -194,7 +189,6 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
   const { guard, applied } = binding
   const server = app.server as DoorServer
   const plan = guard.plan
-  guard.answerer = fastifyAnswerer
   server[kDoor] = {
     guard,
     plan,

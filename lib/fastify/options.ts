@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import type { HangupGuardOptions } from '../core/bind'
 import { type TimeoutPlan, budgetLimit, NODE_DEFAULTS } from '../core/plan'
 import { resolveConfig } from '../core/config'
+import { kRoute } from '../core/symbols'
 import { type Duration, toMs } from '../core/duration'
 import {
   HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
@@ -204,7 +205,6 @@ export interface RouteRecord {
   readonly ownErrorHandler: boolean
 }
 
-export const kRoute = Symbol('hangup-guard.fastify.route')
 /** The slots of a route's `config` the door reads and writes. */
 export interface RouteConfigSlots { [kRoute]?: RouteRecord, url?: string, hangupGuard?: unknown, pressureHandler?: unknown }
 

@@ -4,7 +4,6 @@
  * after this call, by wrapping this one server's `emit`. The handle removes all of it on close().
  */
 import type { IncomingMessage, ServerResponse, Server } from 'node:http'
-import { performance } from 'node:perf_hooks'
 import type { TimeoutPlan } from '../core/plan'
 import type { Guard } from '../core/guard'
 import { type HangupGuardOptions, bindServer, checkServer } from '../core/bind'
@@ -16,6 +15,9 @@ import { startDrain } from '../core/drain'
 import type { DrainResult } from '../core/drain-state'
 import { type SignalHandlers, drainOnSignals } from '../core/signals'
 import { resolveConfig } from '../core/config'
+import { kEmit, kHttpGuard } from '../core/symbols'
+import { Pending } from '../core/pending'
+import { refuse, serveProbe } from './raw'
 
 export type { HangupGuardOptions } from '../core/bind'
 
@@ -38,9 +40,6 @@ export interface ServerGuard {
   close (): void
 }
 
-const kEmit = Symbol('hangup-guard.http.emit')
-const kHttpGuard = Symbol('hangup-guard.http.guard')
-
 type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
 
 /**
@@ -50,18 +49,13 @@ type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
 function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
   const health = guard.healthKind(req)
   if (health !== null) {
-    guard.serveHealthRaw(req, res, health)
+    serveProbe(guard, req, res, health)
     return false
   }
-  const now = performance.now()
-  const budget = guard.budgetFor(req)
-  const refusal = guard.verdict(budget, now, req, res)
-  if (refusal !== null) {
-    guard.refuseRaw(req, res, refusal)
-    return false
-  }
-  guard.track(req, res, budget, now, null)
-  return true
+  const admitted = guard.admit(req, res, guard.budget, null, null)
+  if (admitted instanceof Pending) return true
+  refuse(guard, req, res, admitted)
+  return false
 }
 
 type RequestListener = (this: Server, req: IncomingMessage, res: ServerResponse) => unknown
