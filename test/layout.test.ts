@@ -59,3 +59,14 @@ t.test('no import cycles in lib/ (type-only imports included)', async (t) => {
   for (const f of graph.keys()) if (state.get(f) === undefined) visit(f)
   t.same(cycles, [])
 })
+
+t.test('the Guard is built whole: no module assigns into it', async (t) => {
+  const bad: string[] = []
+  for (const file of graph.keys()) {
+    if (rel(file) === 'core/guard.ts') continue
+    readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
+      if (/\bguard\.[A-Za-z]+\s*=[^=]/.test(line)) bad.push(`${rel(file)}:${i + 1}: ${line.trim()}`)
+    })
+  }
+  t.same(bad, [])
+})
