@@ -1,16 +1,16 @@
 'use strict'
-// (d) Fastify: plain fastify vs fastify + hangup-guard (../dist/fastify.js) vs fastify +
+// (d) Fastify: plain fastify vs fastify + hangup-guard (../dist/fastify/index.js) vs fastify +
 // @fastify/under-pressure, plus a second plain process for the A/A ratio. Same autocannon
-// rounds as the throughput section. Skipped with a message while dist/fastify.js does not exist.
+// rounds as the throughput section. Skipped with a message while dist/fastify/index.js does not exist.
 const fs = require('node:fs')
 const path = require('node:path')
 const { abRounds, report } = require('./throughput')
 
 async function run ({ quick }) {
-  const plugin = path.join(__dirname, '..', 'dist', 'fastify.js')
+  const plugin = path.join(__dirname, '..', 'dist', 'fastify', 'index.js')
   if (!fs.existsSync(plugin)) {
-    console.log('SKIPPED: dist/fastify.js does not exist yet (lib/fastify.ts not written or not built).')
-    return [{ section: 'fastify', metric: 'skipped', value: 'no dist/fastify.js', target: '', ok: null }]
+    console.log('SKIPPED: dist/fastify/index.js does not exist yet (lib/fastify/index.ts not written or not built).')
+    return [{ section: 'fastify', metric: 'skipped', value: 'no dist/fastify/index.js', target: '', ok: null }]
   }
   const opts = quick ? { rounds: 1, seconds: 1, warmup: 0.5 } : { rounds: 4, seconds: 2.5, warmup: 1.5 }
   console.log(`autocannon: 50 connections, pipelining 1, ${opts.seconds} s per run, ${opts.rounds} round(s), order rotated each round`)

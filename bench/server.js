@@ -8,7 +8,7 @@ const { performance } = require('node:perf_hooks')
 const fs = require('node:fs')
 const path = require('node:path')
 const { configureServerTimeouts, deadlineOf } = require('../dist/index.js')
-const { deadlineSchedulerState } = require('../dist/deadline.js')
+const { deadlineSchedulerState } = require('../dist/core/deadline.js')
 
 const mode = process.argv[2]
 const options = JSON.parse(process.argv[3] ?? '{}')
@@ -85,14 +85,14 @@ const modes = {
   // (d) Fastify
   'fastify-plain': () => fastifyApp(null),
   'fastify-guard': () => {
-    const file = path.join(__dirname, '..', 'dist', 'fastify.js')
-    if (!fs.existsSync(file)) return { skip: 'dist/fastify.js does not exist (lib/fastify.ts not built yet)' }
+    const file = path.join(__dirname, '..', 'dist', 'fastify', 'index.js')
+    if (!fs.existsSync(file)) return { skip: 'dist/fastify/index.js does not exist (lib/fastify/index.ts not built yet)' }
     const mod = require(file)
     const plugin = typeof mod === 'function'
       ? mod
       : mod.default ?? mod.hangupGuard ?? mod.fastifyHangupGuard ??
         Object.values(mod).find((v) => typeof v === 'function' && v[Symbol.for('skip-override')] === true)
-    if (typeof plugin !== 'function') return { skip: `dist/fastify.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
+    if (typeof plugin !== 'function') return { skip: `dist/fastify/index.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
     // As documented (docs/api.md, Fastify plugin): factory options from fastifyServerOptions, then the plugin.
     const serverOptions = typeof mod.fastifyServerOptions === 'function' ? mod.fastifyServerOptions({}) : {}
     return fastifyApp((app) => app.register(plugin, {}), serverOptions)

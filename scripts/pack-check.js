@@ -53,7 +53,7 @@ const info = JSON.parse(packed.slice(packed.search(/^\[/m)))[0]
 const tarball = path.join(tmp, info.filename)
 const files = new Set(info.files.map((f) => f.path))
 console.log(`     ${info.filename}: ${info.files.length} files, ${(info.size / 1024).toFixed(1)} kB packed, ${(info.unpackedSize / 1024).toFixed(1)} kB unpacked`)
-for (const f of ['LICENSE', 'README.md', 'CHANGELOG.md', 'package.json', 'docs/api.md', 'docs/recipes.md', 'dist/index.js', 'dist/index.d.ts', 'dist/fastify.js', 'dist/fastify.d.ts', 'dist/prometheus.js', 'dist/prometheus.d.ts', 'dist/cli.js']) {
+for (const f of ['LICENSE', 'README.md', 'CHANGELOG.md', 'package.json', 'docs/api.md', 'docs/recipes.md', 'dist/index.js', 'dist/index.d.ts', 'dist/fastify/index.js', 'dist/fastify/index.d.ts', 'dist/prometheus/index.js', 'dist/prometheus/index.d.ts', 'dist/cli/index.js']) {
   ok(files.has(f), `contains ${f}`)
 }
 const stray = [...files].filter((f) => !/^(dist\/|docs\/|README\.md$|LICENSE$|CHANGELOG\.md$|package\.json$)/.test(f))
@@ -86,7 +86,7 @@ for (const f of [...files].filter((x) => /^dist\/.*\.(js|d\.ts)$/.test(x))) {
   }
 }
 ok(unresolved.length === 0, "dist's relative imports resolve inside the tarball", unresolved.join(', '))
-ok(fs.readFileSync(path.join(ROOT, 'dist', 'cli.js'), 'utf8').startsWith('#!/usr/bin/env node\n'), 'the bin starts with a shebang')
+ok(fs.readFileSync(path.join(ROOT, 'dist', 'cli', 'index.js'), 'utf8').startsWith('#!/usr/bin/env node\n'), 'the bin starts with a shebang')
 
 // 2. Fresh projects.
 function project (name, type, deps) {

@@ -3,7 +3,7 @@ import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { readContainerLimits, readThrottling, type ContainerLimits } from '../lib/cgroup'
+import { readContainerLimits, readThrottling, type ContainerLimits } from '../lib/core/cgroup'
 import { enter, makeLimitedCgroup, removeCgroup } from './fixtures/limited-cgroup'
 
 const FIXTURES = join(__dirname, 'fixtures', 'cgroup')

@@ -1,5 +1,5 @@
 /**
- * The `hangup-guard` command, run as users run it: node on the compiled dist/cli.js (npm test
+ * The `hangup-guard` command, run as users run it: node on the compiled dist/cli/index.js (npm test
  * builds first), against real servers on 127.0.0.1 with millisecond timeouts.
  */
 import t from 'tap'
@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { listen, closeServer } from './helpers/net'
 import { configureServerTimeouts } from '../lib/index'
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js')
+const CLI = path.join(__dirname, '..', 'dist', 'cli', 'index.js')
 
 interface Run { status: number, stdout: string, stderr: string }
 
@@ -25,9 +25,9 @@ function run (...args: string[]): Promise<Run> {
   })
 }
 
-t.test('the bin is dist/cli.js with a shebang', async (t) => {
+t.test('the bin is dist/cli/index.js with a shebang', async (t) => {
   const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', 'package.json'), 'utf8'))
-  t.equal(pkg.bin['hangup-guard'], './dist/cli.js')
+  t.equal(pkg.bin['hangup-guard'], './dist/cli/index.js')
   t.match(readFileSync(CLI, 'utf8'), /^#!\/usr\/bin\/env node\n/)
 })
 

@@ -12,7 +12,7 @@ import t from 'tap'
 import type { ServerResponse } from 'node:http'
 import { startLoad, type Load, type LoadClient } from './helpers/load'
 import { serve, get, connectionsOf, type Served } from './helpers/drain'
-import type { DrainRun } from '../lib/drain'
+import type { DrainRun } from '../lib/core/drain'
 
 const DELAY_MS = 2_000
 const TIMEOUT_MS = 2_000

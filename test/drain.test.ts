@@ -8,8 +8,8 @@ import net, { type Socket } from 'node:net'
 import { once } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import { configureServerTimeouts } from '../lib/http'
-import { deadlineOf } from '../lib/pending'
-import { type DrainRun, FLUSH_MS, LINGER_MS, SWEEP_MS, drainingReason } from '../lib/drain'
+import { deadlineOf } from '../lib/core/pending'
+import { type DrainRun, FLUSH_MS, LINGER_MS, SWEEP_MS } from '../lib/core/drain'
 import { serve, get, connectionsOf, deferred } from './helpers/drain'
 
 /** Upper bound for "promptly" on a loaded machine (the drain itself needs SWEEP_MS at most). */
@@ -28,7 +28,8 @@ t.test('grace: readiness fails at once, requests are still served, all with Conn
   t.teardown(() => agent.destroy())
 
   t.equal(guard.drainState().phase, 'serving')
-  t.equal(drainingReason(guard), null, 'ready while serving')
+  const readiness = (): string | undefined => handle.health('readiness').body.checks['server:draining']?.[0]?.output
+  t.equal(readiness(), undefined, 'ready while serving')
   const warm = await get(port, '/', agent)
   t.equal(warm.headers.connection, 'keep-alive', 'keep-alive before the drain')
   const held = get(port, '/held', false)
@@ -41,7 +42,7 @@ t.test('grace: readiness fails at once, requests are still served, all with Conn
   t.equal(state.delayMs, 600)
   t.equal(state.timeoutMs, 5_000)
   t.ok(state.startedAt !== null && state.startedAt >= before)
-  t.match(drainingReason(guard), /^draining \(grace\) since \d{4}-.*: delay 600 ms, hard deadline 5000 ms$/)
+  t.match(readiness(), /^draining \(grace\) since \d{4}-.*: delay 600 ms, hard deadline 5000 ms$/, 'the readiness text operators read')
 
   const reused = await get(port, '/', agent)
   t.equal(reused.status, 200, 'served on a reused keep-alive connection during the delay')

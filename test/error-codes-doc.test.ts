@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import path from 'node:path'
-import * as errors from '../lib/errors'
+import * as errors from '../lib/core/errors'
 
 t.test('every error code of lib/errors.ts is listed in the error table of docs/api.md, with its class', async (t) => {
   const doc = readFileSync(path.join(__dirname, '..', 'docs', 'api.md'), 'utf8')

@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import path from 'node:path'
 import { promisify } from 'node:util'
-import { planTimeouts } from '../lib/plan'
+import { planTimeouts } from '../lib/core/plan'
 
 const run = promisify(execFile)
 const root = path.resolve(__dirname, '..')
@@ -40,7 +40,7 @@ const SERVE = `
 `
 
 t.before(() => {
-  if (!existsSync(path.join(root, 'dist', 'fastify.js'))) throw new Error('dist/fastify.js is missing: run npm run build (npm test does)')
+  if (!existsSync(path.join(root, 'dist', 'fastify', 'index.js'))) throw new Error('dist/fastify/index.js is missing: run npm run build (npm test does)')
 })
 
 t.test("CommonJS: require('hangup-guard/fastify') is the plugin itself, with .default and named exports", async (t) => {
@@ -52,7 +52,7 @@ t.test("CommonJS: require('hangup-guard/fastify') is the plugin itself, with .de
       ${SERVE}
       console.log(JSON.stringify({
         type: typeof plugin,
-        same: require('./dist/fastify.js') === plugin,
+        same: require('./dist/fastify/index.js') === plugin,
         default: plugin.default === plugin,
         named: plugin.hangupGuard === plugin,
         helper: typeof plugin.fastifyServerOptions,

@@ -11,8 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici'
 import hangupGuard from '../lib/fastify'
-import { bindingOf } from '../lib/bind'
-import { DrainPhase } from '../lib/guard'
+import { bindingOf } from '../lib/core/bind'
+import { DrainPhase } from '../lib/core/guard'
 import { get } from './helpers/net'
 
 // Timing tolerance: answers may come late by event-loop lag on a loaded 2-core machine, never early.
@@ -230,8 +230,8 @@ t.test('refusals (drain closing) answer 503 through the reply with Retry-After a
   const { app, port } = await start({ handlerTimeout: 1000, retryAfter: 3 }, (app) => {
     app.get('/', async () => 'ok')
   })
-  bindingOf(app.server)!.guard.drainPhase = DrainPhase.Closing
-  t.teardown(() => { bindingOf(app.server)!.guard.drainPhase = DrainPhase.None })
+  bindingOf(app.server)!.guard.enterPhase(DrainPhase.Closing)
+  t.teardown(() => { bindingOf(app.server)!.guard.enterPhase(DrainPhase.None) })
   const answer = await get(port, '/')
   t.equal(answer.status, 503)
   t.equal(answer.headers['retry-after'], '3')

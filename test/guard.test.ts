@@ -10,9 +10,9 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici'
 import { configureServerTimeouts, type HangupGuardOptions } from '../lib/http'
-import { deadlineOf } from '../lib/pending'
-import { INCIDENT_CHANNEL, type Incident } from '../lib/stats'
-import { deadlineSchedulerState } from '../lib/deadline'
+import { deadlineOf } from '../lib/core/pending'
+import { INCIDENT_CHANNEL, type Incident } from '../lib/core/stats'
+import { deadlineSchedulerState } from '../lib/core/deadline'
 import { QUIET, listen, closeServer, get } from './helpers/net'
 
 // Timing tolerance: answers may come late by event-loop lag on a loaded 2-core machine, never early.

@@ -2,10 +2,10 @@ import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   buildHealth, HEALTH_CONTENT_TYPE, LIVENESS_STALL_MS, LIVENESS_WINDOW_MS, serializeHealth, type HealthSources
-} from '../lib/health'
-import { createPressure, type PressureOptions } from '../lib/pressure'
-import { acquireSampler, type Stall } from '../lib/sampler'
-import type { Watchdog } from '../lib/watchdog'
+} from '../lib/core/health'
+import { createPressure, type PressureOptions } from '../lib/core/pressure'
+import { acquireSampler, type Stall } from '../lib/core/sampler'
+import type { Watchdog } from '../lib/core/watchdog'
 import { fakeSampler, LIMITED, type FakeSampler } from './fixtures/fake-sampler'
 
 function sources (sampler: FakeSampler, options: PressureOptions = {}, extra: Partial<HealthSources> = {}): HealthSources {

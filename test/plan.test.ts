@@ -1,7 +1,7 @@
 import t from 'tap'
-import { planTimeouts, NODE_DEFAULTS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS, type TimeoutPlan } from '../lib/plan'
-import { PRESETS, PRESET_NAMES } from '../lib/presets'
-import { toMs, formatMs } from '../lib/duration'
+import { planTimeouts, NODE_DEFAULTS, KEEP_ALIVE_CEILING_MS, PLAN_KEYS, type TimeoutPlan } from '../lib/core/plan'
+import { PRESETS, PRESET_NAMES } from '../lib/core/presets'
+import { toMs, formatMs } from '../lib/core/duration'
 
 /** Every rule of docs/timeouts.md, checked on a finished plan. Returns the broken rules. */
 function brokenRules (plan: TimeoutPlan): string[] {
@@ -155,7 +155,7 @@ t.test('malformed options get coded TypeErrors / RangeErrors', async (t) => {
   t.throws(() => planTimeouts({ upstream: { idleTimeout: '1 minute' } }), { code: 'HG_ERR_OPT_DURATION', message: /'upstream.idleTimeout'.*"1 minute"/ })
   t.throws(() => planTimeouts({ upstream: { idleTimeout: 0 } }), { code: 'HG_ERR_OPT_RANGE' })
   t.throws(() => planTimeouts({ upstream: { idleTimeout: 1000, kind: 'l7' as 'proxy' } }), { code: 'HG_ERR_OPT_TYPE', message: "Option 'upstream.kind' got \"l7\"; it must be 'proxy' or 'l4'" })
-  t.throws(() => planTimeouts({ upstream: { idleTimeout: 1000, idle: 5 } as unknown as { idleTimeout: number } }), { code: 'HG_ERR_OPT_TYPE', message: /upstream.idle/ })
+  t.throws(() => planTimeouts({ upstream: { idleTimeout: 1000, idle: 5 } as unknown as { idleTimeout: number } }), { code: 'HG_ERR_OPT_UNKNOWN', message: /upstream\.idle'; did you mean 'idleTimeout'/ })
   t.throws(() => planTimeouts({ upstream: { kind: 'l4', idleTimeout: 1500 } }), { code: 'HG_ERR_OPT_RANGE', message: /upstream.idleTimeout/ })
   t.throws(() => planTimeouts({ handlerTimeout: -1 }), { code: 'HG_ERR_OPT_DURATION' })
   t.throws(() => planTimeouts({ keepAliveTimeout: NaN }), { code: 'HG_ERR_OPT_DURATION', message: /'keepAliveTimeout'/ })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { PRESETS, PRESET_NAMES, type Preset } from '../lib/presets'
+import { PRESETS, PRESET_NAMES, type Preset } from '../lib/core/presets'
 
 /**
  * docs/presets.md must list every preset exactly once, with the figures of lib/presets.ts:

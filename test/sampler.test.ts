@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   acquireSampler, BACKLOG_WINDOW_MS, SAMPLE_INTERVAL_MS, STALL_THRESHOLD_MS, TICK_MS, type Sampler
-} from '../lib/sampler'
+} from '../lib/core/sampler'
 
 function spin (ms: number): void {
   const end = performance.now() + ms

@@ -3,8 +3,8 @@ import { fork, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { acquireSampler } from '../lib/sampler'
-import { acquireWatchdog, type WatchdogStall } from '../lib/watchdog'
+import { acquireSampler } from '../lib/core/sampler'
+import { acquireWatchdog, type WatchdogStall } from '../lib/core/watchdog'
 
 const CHILD = join(__dirname, 'fixtures', 'watchdog-child.ts')
 

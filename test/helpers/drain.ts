@@ -2,8 +2,8 @@
 import http, { type IncomingMessage, type ServerResponse, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { configureServerTimeouts, type HangupGuardOptions, type ServerGuard } from '../../lib/http'
-import { bindingOf } from '../../lib/bind'
-import type { Guard } from '../../lib/guard'
+import { bindingOf } from '../../lib/core/bind'
+import type { Guard } from '../../lib/core/guard'
 
 export interface Served {
   server: http.Server

@@ -10,7 +10,7 @@ import { once } from 'node:events'
 import Fastify from 'fastify'
 import { configureServerTimeouts } from '../../lib/index'
 import hangupGuard from '../../lib/fastify'
-import { normalizePath } from '../../lib/options'
+import { normalizePath } from '../../lib/core/options'
 import { listen, closeServer, get, QUIET } from '../helpers/net'
 
 t.test('normalizePath: unreserved percent-escapes decoded, dot segments removed, the query dropped', async (t) => {

@@ -9,7 +9,7 @@ import path from 'node:path'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { configureServerTimeouts } from '../../lib/index'
-import { acquireSampler, SAMPLE_INTERVAL_MS } from '../../lib/sampler'
+import { acquireSampler, SAMPLE_INTERVAL_MS } from '../../lib/core/sampler'
 import { listen, closeServer, get, until, QUIET } from '../helpers/net'
 
 const root = path.resolve(__dirname, '..', '..')

@@ -3,8 +3,8 @@ import Fastify from 'fastify'
 import { Registry } from 'prom-client'
 import { expect } from 'tstyche'
 import { configureServerTimeouts, planTimeouts, type PlanDescription, type PlanKey } from '../../lib/index'
-import { prometheusMetrics, type PrometheusMetrics } from '../../lib/prometheus'
-import hangupGuard from '../../lib/fastify'
+import { prometheusMetrics, type PrometheusMetrics } from '../../lib/prometheus/index'
+import hangupGuard from '../../lib/fastify/index'
 
 const guard = configureServerTimeouts(http.createServer())
 expect(prometheusMetrics(guard)).type.toBe<PrometheusMetrics>()

@@ -9,10 +9,10 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { Counter, Gauge, register as defaultRegistry, type Registry } from 'prom-client'
-import { INCIDENT_CHANNEL, type Incident, type StatsSnapshot } from './stats'
-import { acquireSampler, type Sampler } from './sampler'
-import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE } from './errors'
-import type { DrainPhaseName } from './drain'
+import { INCIDENT_CHANNEL, type Incident, type StatsSnapshot } from '../core/stats'
+import { acquireSampler, type Sampler } from '../core/sampler'
+import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE } from '../core/errors'
+import type { DrainPhaseName } from '../core/drain-state'
 
 /** What the gauges read: a node:http handle (configureServerTimeouts) or app.hangupGuard. */
 export interface StatsSource {

@@ -8,12 +8,12 @@
  * `--json` prints one JSON document on stdout, errors included ({ error: { code, message } }).
  */
 import { parseArgs } from 'node:util'
-import { HG_ERR_CLI_USAGE, HG_ERR_OPT_RANGE } from './errors'
-import { runPlan, formatPlan, type PlanCommandInput } from './cli-plan'
+import { HG_ERR_CLI_USAGE, HG_ERR_OPT_RANGE } from '../core/errors'
+import { runPlan, formatPlan, type PlanCommandInput } from './plan'
 import { probe, PROBE_MAX_WAIT_MS, PROBE_CONNECTIONS, type ProbeResult, type ProbeProgress } from './probe'
-import { PRESET_NAMES, type PresetName } from './presets'
-import { toMs, formatMs } from './duration'
-import { EXPLAIN_WIDTH, wrapText } from './plan'
+import { PRESET_NAMES, type PresetName } from '../core/presets'
+import { toMs, formatMs } from '../core/duration'
+import { EXPLAIN_WIDTH, wrapText } from '../core/plan'
 
 export const EXIT = Object.freeze({ OK: 0, RISKS: 1, USAGE: 2, UNREACHABLE: 3 })
 
@@ -96,8 +96,8 @@ Exit statuses: 0 no risk found, 1 risks found, 2 bad usage, 3 could not measure.
 `
 
 function version (): string {
-  // dist/cli.js and lib/cli.ts both sit one level below the package root.
-  return (require('../package.json') as { version: string }).version
+  // dist/cli/index.js and lib/cli/index.ts both sit two levels below the package root.
+  return (require('../../package.json') as { version: string }).version
 }
 
 interface Failure { code: string, message: string }

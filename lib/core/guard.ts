@@ -8,7 +8,7 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import {
   type HangupGuardError, HG_ERR_DEADLINE, HG_ERR_SOCKET_TIMEOUT, HG_ERR_REQUEST_BODY_TIMEOUT, HG_ERR_REQUEST_HEADERS_TIMEOUT,
-  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED
+  HG_ERR_OVERLOADED, HG_ERR_STALLED, HG_ERR_DRAINING, HG_ERR_CLIENT_GONE, HG_ERR_HANDLER_FAILED, HG_ERR_OPT_RANGE, HG_ERR_CLOSED, show
 } from './errors'
 import { type AnswerOptions, isAnswered, sendAnswer, onWire, discardStagedHead, neutralize, rawAnswer } from './answer'
 import { Pending, type PendingOwner, pendingOf } from './pending'
@@ -17,8 +17,8 @@ import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending, kQueued, kLastResponse, kCloseMarked } from './symbols'
-import { type HealthAnswer, type HealthKind, serializeHealth, publicHealth } from './health'
-import type { DrainRun, DrainState } from './drain'
+import { type HealthAnswer, type HealthKind, type HealthSources, buildHealth, serializeHealth, publicHealth } from './health'
+import { DrainPhase, PHASE_NAMES, drainingReason, type DrainPhaseValue, type DrainRunView, type DrainState } from './drain-state'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
 export interface StallSource {
@@ -44,9 +44,7 @@ export interface Refusal {
   readonly detail: string | null
 }
 
-/** Drain phases, in order. */
-export const DrainPhase = Object.freeze({ None: 0, Grace: 1, Closing: 2, Closed: 3 } as const)
-export type DrainPhaseValue = typeof DrainPhase[keyof typeof DrainPhase]
+export { DrainPhase } from './drain-state'
 
 const answerRaw: Answerer = (p, err, opts) => sendAnswer(p.req, p.res, err, opts)
 
@@ -114,19 +112,34 @@ function markClose (res: ServerResponse): void {
 }
 
 /** Drain start: `Connection: close` on the last in-flight response of each connection. */
-export function markLastResponses (head: Pending | null): void {
+function markLastResponses (head: Pending | null): void {
   for (let p = head; p !== null; p = p.inNext) if (p.req.socket !== null) (p.req.socket as DrainSocket)[kLastResponse] = p.res
   for (let p = head; p !== null; p = p.inNext) if (p.req.socket !== null && (p.req.socket as DrainSocket)[kLastResponse] === p.res) markClose(p.res)
 }
 
+/** What a guard is built from, besides the plan and its options (bind.ts makes them). */
+export interface GuardParts {
+  /** The sampler's stall reads; null: no stall shedding. */
+  readonly stall: StallSource | null
+  /** The pressure verdict; null: no pressure shedding. */
+  readonly pressure: PressureSource | null
+  /** How the door sends the guard's answers; null: on the raw response (node:http). */
+  readonly answerer: Answerer | null
+  /** Where health documents come from (the guard adds its counters and drain state); null: none. */
+  readonly health: Omit<HealthSources, 'stats' | 'draining'> | null
+}
+
 export class Guard implements PendingOwner {
   readonly stats: Stats
-  stall: StallSource | null = null
-  pressure: PressureSource | null = null
-  answerer: Answerer = answerRaw
-  drainPhase: DrainPhaseValue = DrainPhase.None
-  /** performance.now() when the server started listening (bind.ts keeps it current). */
-  listeningAt = performance.now()
+  readonly answerer: Answerer
+  private stall: StallSource | null
+  private pressure: PressureSource | null
+  private readonly healthSources: HealthSources | null
+  private phase: DrainPhaseValue = DrainPhase.None
+  private run: DrainRunView | null = null
+  private idle: (() => void) | null = null
+  /** performance.now() when the server started listening (start-up work is no stall backlog). */
+  private listeningAt = performance.now()
   /** Head of the in-flight list (arrival order). */
   private inHead: Pending | null = null
   private inTail: Pending | null = null
@@ -134,10 +147,60 @@ export class Guard implements PendingOwner {
   /** How long after a deadline the socket inactivity backstop (`server.timeout`) fires; null: off. */
   private readonly socketSlack: number | null
 
-  constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions) {
+  constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions, parts: GuardParts) {
     this.stats = new Stats(options.onIncident, options.incidentQuery)
     this.budget = plan.handlerTimeout.value
     this.socketSlack = plan.timeout.value > 0 && plan.handlerTimeout.value > 0 ? plan.timeout.value - plan.handlerTimeout.value : null
+    this.stall = parts.stall
+    this.pressure = parts.pressure
+    this.answerer = parts.answerer ?? answerRaw
+    this.healthSources = parts.health === null
+      ? null
+      : { ...parts.health, stats: () => this.snapshot(), draining: () => drainingReason(this.drainState()) }
+  }
+
+  /** The server started listening (bind.ts): requests cannot have waited since before it. */
+  listening (now: number): void {
+    this.listeningAt = now
+  }
+
+  /** Stops reading the sampler and the pressure verdict (the server is unbound; they are released). */
+  detach (): void {
+    this.stall = null
+    this.pressure = null
+  }
+
+  /** The drain phase now (DrainPhase). */
+  get drainPhase (): DrainPhaseValue { return this.phase }
+
+  /** The drain started on this guard, if any: every drain() returns its promise. */
+  get drainRun (): DrainRunView | null { return this.run }
+
+  /**
+   * A drain starts (lib/core/drain.ts): the grace phase, and `Connection: close` on the last
+   * in-flight response of each connection (those admitted from now on are marked at admission).
+   */
+  beginDrain (run: DrainRunView): void {
+    this.run = run
+    this.phase = DrainPhase.Grace
+    markLastResponses(this.inHead)
+  }
+
+  /** The drain moves on (closing, closed). */
+  enterPhase (phase: DrainPhaseValue): void {
+    this.phase = phase
+  }
+
+  /** Called once nothing is in flight any more (the drain waits on it); null: nobody waits. */
+  whenIdle (fn: (() => void) | null): void {
+    this.idle = fn
+  }
+
+  /** The liveness or readiness document now (the whole document; the endpoints show a public view). */
+  health (kind: HealthKind): HealthAnswer {
+    if (kind !== 'liveness' && kind !== 'readiness') throw new HG_ERR_OPT_RANGE('health(kind)', kind, "'liveness' or 'readiness'")
+    if (this.healthSources === null) throw new HG_ERR_CLOSED()
+    return buildHealth(kind, this.healthSources)
   }
 
   /** Budget for a request: the handler budget, shortened by an upstream deadline header. 0: none. */
@@ -152,6 +215,21 @@ export class Guard implements PendingOwner {
       }
     }
     return routeBudget
+  }
+
+  /**
+   * Admission, the one path both doors take: the request's budget (the route's, shortened by an
+   * upstream deadline header), the verdict, then either the admitted Pending (in flight, deadline
+   * armed) or the Refusal the door sends its way and hands to recordRefusal().
+   */
+  admit (req: IncomingMessage, res: ServerResponse, routeBudget: number, ctx: unknown, route: string | null): Pending | Refusal {
+    const now = performance.now()
+    const budget = this.budgetFor(req, routeBudget)
+    const refusal = this.verdict(budget, now, req, res)
+    if (refusal !== null) return refusal
+    const p = this.track(req, res, budget, now, ctx)
+    p.route = route
+    return p
   }
 
   /** Whether to refuse a request before any handler work, and how. null: admit. */
@@ -179,7 +257,9 @@ export class Guard implements PendingOwner {
   recordRefusal (req: IncomingMessage, res: ServerResponse, refusal: Refusal, statusCode: number, route: string | null): void {
     if (refusal.close) (res as MarkedResponse)[kCloseMarked] = true
     if (pendingOf(req) === undefined) this.stats.requests++
-    this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req, route, 0, refusal.detail)
+    // Under overload this runs once per refusal: nothing is allocated unless someone listens.
+    if (this.stats.listened()) this.stats.record({ kind: 'answered', cause: refusal.cause, statusCode, code: refusal.error.code, req, route, elapsedMs: 0, detail: refusal.detail })
+    else this.stats.count('answered', refusal.cause, 0)
   }
 
   /** Admits a request: links it in flight and arms its deadline (budget 0: none). */
@@ -217,10 +297,10 @@ export class Guard implements PendingOwner {
     this.stats.inFlight--
     if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
       const elapsed = performance.now() - p.start
-      this.stats.record('client-gone', 'client-gone', null, null, p.req, p.route, elapsed)
+      this.stats.record({ kind: 'client-gone', cause: 'client-gone', statusCode: null, code: null, req: p.req, route: p.route, elapsedMs: elapsed })
       if (p.controller !== null) p.abort(new HG_ERR_CLIENT_GONE(Math.round(elapsed)))
     }
-    if (this.inHead === null && this.onIdle !== null) this.onIdle()
+    if (this.inHead === null && this.idle !== null) this.idle()
   }
 
   /**
@@ -236,17 +316,10 @@ export class Guard implements PendingOwner {
     if (needed === 0 ? current !== 0 : current !== 0 && current < needed) socket.setTimeout(needed)
   }
 
-  /** Called when the last in-flight request settles (the drain waits on it). */
-  onIdle: (() => void) | null = null
-
-  /** The drain started on this guard (lib/drain.ts): every drain() returns its promise. */
-  drainRun: DrainRun | null = null
-
   /** Drain phase and times, for health and counters. */
   drainState (): DrainState {
-    if (this.drainRun !== null) return this.drainRun.state()
-    const phase = (['serving', 'grace', 'closing', 'closed'] as const)[this.drainPhase]
-    return { phase, startedAt: null, delayMs: this.options.drainDelay, timeoutMs: this.options.drainTimeout }
+    if (this.run !== null) return this.run.state()
+    return { phase: PHASE_NAMES[this.phase]!, startedAt: null, delayMs: this.options.drainDelay, timeoutMs: this.options.drainTimeout }
   }
 
   get inFlightHead (): Pending | null { return this.inHead }
@@ -277,10 +350,10 @@ export class Guard implements PendingOwner {
       }
     }
     if (answered) {
-      this.stats.record('answered', cause, statusCode, err.code, p.req, p.route, elapsed)
+      this.stats.record({ kind: 'answered', cause, statusCode, code: err.code, req: p.req, route: p.route, elapsedMs: elapsed })
     } else if (!res.writableEnded) {
       p.cut = true
-      this.stats.record('cut', cause, null, err.code, p.req, p.route, elapsed)
+      this.stats.record({ kind: 'cut', cause, statusCode: null, code: err.code, req: p.req, route: p.route, elapsedMs: elapsed })
       res.destroy()
     }
     p.abort(err)
@@ -300,26 +373,28 @@ export class Guard implements PendingOwner {
     }
     const elapsed = p === undefined ? 0 : performance.now() - p.start
     const route = p?.route ?? null
-    if (isAnswered(res) || res.writableFinished || (res.writableEnded && onWire(res))) {
+    // Answered, finished, or gone (the client left: counted as clientGone): nothing to answer.
+    if (isAnswered(res) || res.writableFinished || res.destroyed || (res.writableEnded && onWire(res))) {
       this.stats.rejectionsAfterResponse++
       this.reportUnread(error)
       return
     }
-    if (!res.destroyed && !onWire(res)) {
+    if (!onWire(res)) {
       if (res.headersSent) discardStagedHead(res)
+      const failed = new HG_ERR_HANDLER_FAILED()
       let answered = false
       try {
-        answered = sendAnswer(req, res, new HG_ERR_HANDLER_FAILED(), { close: !req.complete })
+        answered = sendAnswer(req, res, failed, { close: !req.complete })
       } catch {}
       if (answered) {
-        this.stats.record('answered', 'handler-error', 500, HG_ERR_HANDLER_FAILED.code, req, route, elapsed, null, error)
+        this.stats.record({ kind: 'answered', cause: 'handler-error', statusCode: 500, code: failed.code, req, route, elapsedMs: elapsed, error })
         this.reportUnread(error)
-        p?.abort(new HG_ERR_HANDLER_FAILED())
+        p?.abort(failed)
         return
       }
     }
     if (p !== undefined) p.cut = true
-    this.stats.record('cut', 'handler-error', null, HG_ERR_HANDLER_FAILED.code, req, route, elapsed, null, error)
+    this.stats.record({ kind: 'cut', cause: 'handler-error', statusCode: null, code: HG_ERR_HANDLER_FAILED.code, req, route, elapsedMs: elapsed, error })
     this.reportUnread(error)
     res.destroy()
   }
@@ -327,8 +402,8 @@ export class Guard implements PendingOwner {
   /** An application error nobody reads through incidents still reaches the process's warnings. */
   private reportUnread (error: unknown): void {
     if (this.stats.listened()) return
-    const text = error instanceof Error ? `${error.name}: ${error.message}` : String(error)
-    process.emitWarning(`hangup-guard: a request listener rejected (${text}); see docs/api.md#catchrejections`, 'HangupGuardWarning')
+    const text = error instanceof Error ? `${error.name}: ${error.message}` : show(error)
+    process.emitWarning(`hangup-guard: a request listener rejected (${text}); subscribe to incidents for the error itself (docs/api.md#rejected-request-listeners)`, 'HangupGuardWarning')
   }
 
   /**
@@ -349,9 +424,9 @@ export class Guard implements PendingOwner {
       if (p !== undefined && !p.done) {
         this.interrupt(p, err, cause, bodyArriving ? 408 : this.options.timeoutStatus, true)
       } else if (!isAnswered(res) && sendAnswer(res.req, res, err, { close: true })) {
-        this.stats.record('answered', cause, err.statusCode, err.code, res.req, null, 0)
+        this.stats.record({ kind: 'answered', cause, statusCode: err.statusCode, code: err.code, req: res.req, route: null, elapsedMs: 0 })
       } else {
-        this.stats.record('cut', 'socket-timeout', null, err.code, res.req, null, 0)
+        this.stats.record({ kind: 'cut', cause: 'socket-timeout', statusCode: null, code: err.code, req: res.req, route: null, elapsedMs: 0 })
         socket.destroy()
       }
       return
@@ -379,25 +454,22 @@ export class Guard implements PendingOwner {
     if (res !== null && (onWire(res) || isAnswered(res))) {
       if (p !== undefined && !p.done && !isAnswered(res)) {
         p.cut = true
-        this.stats.record('cut', cause, null, answer.code, res.req, p.route, elapsed)
+        this.stats.record({ kind: 'cut', cause, statusCode: null, code: answer.code, req: res.req, route: p.route, elapsedMs: elapsed })
       }
     } else {
       if (socket.writable) socket.write(rawAnswer(answer))
       if (res !== null) neutralize(res)
-      this.stats.record('answered', cause, 408, answer.code, body ? res.req : null, p?.route ?? null, elapsed)
+      this.stats.record({ kind: 'answered', cause, statusCode: 408, code: answer.code, req: body ? res.req : null, route: p?.route ?? null, elapsedMs: elapsed })
     }
     p?.abort(answer)
     socket.destroy()
     return true
   }
 
-  /** Builds a health answer (set by bind.ts from the sampler, pressure and watchdog). */
-  healthOf: ((kind: HealthKind) => HealthAnswer) | null = null
-
   /** Which health probe a request is (GET or HEAD on a health path), or null. Probes are never shed and never guarded. */
   healthKind (req: IncomingMessage): HealthKind | null {
     const o = this.options
-    if (o.livenessPath === null || this.healthOf === null) return null
+    if (o.livenessPath === null || this.healthSources === null) return null
     const method = req.method
     if (method !== 'GET' && method !== 'HEAD') return null
     const url = req.url ?? ''
@@ -411,28 +483,14 @@ export class Guard implements PendingOwner {
    * the public view (status and check names with their status; no figures, no failure texts).
    */
   probe (kind: HealthKind): { statusCode: 200 | 503, contentType: string, body: string } {
-    const answer = (this.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
+    const answer = this.health(kind)
     this.stats.healthChecks++
     return { statusCode: answer.statusCode, contentType: answer.contentType, body: serializeHealth(this.options.healthDetails ? answer.body : publicHealth(answer.body)) }
-  }
-
-  /** Answers a health probe on a raw response (plain http). */
-  serveHealthRaw (req: IncomingMessage, res: ServerResponse, kind: HealthKind): void {
-    const answer = this.probe(kind)
-    res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' })
-    res.end(req.method === 'HEAD' ? undefined : answer.body)
   }
 
   /** Counters with the drain phase (docs/api.md#counters). */
   snapshot (): StatsSnapshot {
     return this.stats.snapshot(this.drainState())
-  }
-
-  /** Refuses a request with an explicit answer on a raw response (plain http). */
-  refuseRaw (req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
-    const status = refusal.error.statusCode
-    sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close })
-    this.recordRefusal(req, res, refusal, status, null)
   }
 }
 

@@ -15,7 +15,8 @@
  */
 import type { Server, ServerResponse } from 'node:http'
 import { performance } from 'node:perf_hooks'
-import { DrainPhase, type Guard, markLastResponses } from './guard'
+import type { Guard } from './guard'
+import { DrainPhase, PHASE_NAMES, type DrainResult, type DrainState, type DrainRunView } from './drain-state'
 import { type DrainOptions, resolveDrainTimes } from './options'
 import { toMs } from './duration'
 import { HG_ERR_OPT_TYPE, HG_ERR_OPT_UNKNOWN, HG_ERR_SHUTDOWN } from './errors'
@@ -34,44 +35,10 @@ export const FLUSH_MS = 500
 /** After the connections are destroyed, how long to wait for the server's 'close' before resolving with the connections it does not track (upgraded sockets). */
 export const LINGER_MS = 1_000
 
-export type DrainPhaseName = 'serving' | 'grace' | 'closing' | 'closed'
-const PHASE_NAMES: readonly DrainPhaseName[] = ['serving', 'grace', 'closing', 'closed']
-
-/** What health and counters report of the drain. */
-export interface DrainState {
-  readonly phase: DrainPhaseName
-  /** Epoch milliseconds at which the drain started; null while serving. */
-  readonly startedAt: number | null
-  /** How long new requests are served after the start (the configured value while serving). */
-  readonly delayMs: number
-  /** Hard deadline, from the start, delay included (the configured value while serving). */
-  readonly timeoutMs: number
-}
-
-/** What a drain promise resolves to. */
-export interface DrainResult {
-  /** Milliseconds from the start of the drain to the server's 'close'. */
-  readonly durationMs: number
-  /** The hard deadline passed (or force() was called) with requests still in flight. */
-  readonly timedOut: boolean
-  /** force() was called (a second signal) before the server closed. */
-  readonly forced: boolean
-  /** Requests that arrived during the drain (admitted or refused; health probes excluded). */
-  readonly requests: number
-  /** Requests answered 503 HG_ERR_DRAINING because they arrived on an open connection after the listener closed. */
-  readonly refused: number
-  /** Handlers answered 503 HG_ERR_SHUTDOWN at the hard deadline. */
-  readonly answeredAtDeadline: number
-  /** Responses destroyed after they had started (cut, cause 'shutdown'). */
-  readonly cut: number
-  /** Connections still open when the drain stopped waiting (sockets handed over on 'upgrade', such as WebSockets, are not the http server's to close); 0 when the server closed. */
-  readonly openConnections: number
-}
-
 const DRAIN_CALL_KEYS = ['delay', 'timeout']
 
 /** One drain of one server; its promise is what every drain() call on that server returns. */
-export class DrainRun {
+export class DrainRun implements DrainRunView {
   readonly promise: Promise<DrainResult>
   /** Epoch milliseconds. */
   readonly startedAt: number
@@ -100,11 +67,7 @@ export class DrainRun {
     this.startedAt = Date.now()
     const s = guard.stats
     this.base = [s.requests, s.answeredDraining, s.answeredShutdown, s.cutShutdown]
-    guard.drainRun = this
-    guard.drainPhase = DrainPhase.Grace
-    // Responses not started yet close their connection too, the last of each connection only
-    // (those admitted from now on are marked at admission).
-    markLastResponses(guard.inFlightHead)
+    guard.beginDrain(this)
     server.on('close', this.onClose)
     // The deadline first: what follows may block the event loop.
     this.deadlineTimer = setTimeout(onDeadlineTimer, timeoutMs, this).unref()
@@ -127,8 +90,8 @@ export class DrainRun {
     if (this.closing || this.done) return
     this.closing = true
     this.clearTimer('delayTimer')
-    this.guard.drainPhase = DrainPhase.Closing
-    this.guard.onIdle = this.onIdle
+    this.guard.enterPhase(DrainPhase.Closing)
+    this.guard.whenIdle(this.onIdle)
     closeListener(this.server)
     if (this.guard.inFlightHead === null) this.armSweep()
   }
@@ -180,7 +143,7 @@ export class DrainRun {
     for (let p = this.guard.inFlightHead; p !== null; p = p.inNext) {
       if (p.done || p.cut) continue
       p.cut = true
-      this.guard.stats.record('cut', 'shutdown', null, HG_ERR_SHUTDOWN.code, p.req, p.route, now - p.start)
+      this.guard.stats.record({ kind: 'cut', cause: 'shutdown', statusCode: null, code: HG_ERR_SHUTDOWN.code, req: p.req, route: p.route, elapsedMs: now - p.start })
     }
     this.server.closeAllConnections()
     this.lingerTimer = setTimeout(onLingerTimer, LINGER_MS, this).unref()
@@ -203,8 +166,8 @@ export class DrainRun {
     this.done = true
     for (const name of TIMERS) this.clearTimer(name)
     this.server.removeListener('close', this.onClose)
-    if (this.guard.onIdle === this.onIdle) this.guard.onIdle = null
-    this.guard.drainPhase = DrainPhase.Closed
+    this.guard.whenIdle(null)
+    this.guard.enterPhase(DrainPhase.Closed)
     const s = this.guard.stats
     const [requests, draining, shutdown, cut] = this.base
     this.resolve(Object.freeze({
@@ -307,14 +270,6 @@ function drainTimesFor (guard: Guard, options: DrainOptions): { drainDelay: numb
   let delayDefault = guard.options.drainDelay
   if (options.timeout !== undefined && options.delay === undefined) delayDefault = Math.min(delayDefault, toMs('drain().timeout', options.timeout))
   return resolveDrainTimes(options, delayDefault, guard.options.drainTimeout, 'drain().')
-}
-
-/** Why readiness fails while the server drains (the health module's `draining` source), else null. */
-export function drainingReason (guard: Guard): string | null {
-  const s = guard.drainState()
-  if (s.phase === 'serving') return null
-  const since = s.startedAt === null ? '' : ` since ${new Date(s.startedAt).toISOString()}`
-  return `draining (${s.phase})${since}: delay ${s.delayMs} ms, hard deadline ${s.timeoutMs} ms`
 }
 
 /** Hard deadline now for the drain under way on this guard; false when none is. */

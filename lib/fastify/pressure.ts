@@ -6,12 +6,12 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import underPressure, { type FastifyUnderPressureOptions } from '@fastify/under-pressure'
-import { type Binding, bindingOf } from './bind'
-import { SAMPLE_INTERVAL_MS } from './sampler'
-import { HG_ERR_OVERLOADED } from './errors'
-import type { Refusal } from './guard'
-import type { ResolvedUnderPressure, RouteConfigSlots } from './fastify-options'
-import { answerPayload } from './fastify-answer'
+import { type Binding, bindingOf } from '../core/bind'
+import { SAMPLE_INTERVAL_MS } from '../core/sampler'
+import { HG_ERR_OVERLOADED } from '../core/errors'
+import type { Refusal } from '../core/guard'
+import type { ResolvedUnderPressure, RouteConfigSlots } from './options'
+import { answerPayload } from './answer'
 
 /** fastify-plugin name of @fastify/under-pressure (what `app.hasPlugin()` looks for). */
 export const UNDER_PRESSURE_NAME = '@fastify/under-pressure'

@@ -16,10 +16,10 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import { performance } from 'node:perf_hooks'
-import { HG_ERR_CLI_URL, HG_ERR_PROBE_CONNECT } from './errors'
-import { type ResolvedUpstream, planTimeouts, NODE_DEFAULTS, MIN_MARGIN_MS, MAX_MARGIN_MS } from './plan'
-import type { PresetName } from './presets'
-import { formatMs } from './duration'
+import { HG_ERR_CLI_URL, HG_ERR_PROBE_CONNECT } from '../core/errors'
+import { type ResolvedUpstream, planTimeouts, NODE_DEFAULTS, MIN_MARGIN_MS, MAX_MARGIN_MS } from '../core/plan'
+import type { PresetName } from '../core/presets'
+import { formatMs } from '../core/duration'
 
 /** Default cap of each measure (ms). */
 export const PROBE_MAX_WAIT_MS = 20_000 // 20 seconds

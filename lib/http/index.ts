@@ -4,18 +4,22 @@
  * after this call, by wrapping this one server's `emit`. The handle removes all of it on close().
  */
 import type { IncomingMessage, ServerResponse, Server } from 'node:http'
-import { performance } from 'node:perf_hooks'
-import type { TimeoutPlan } from './plan'
-import type { Guard } from './guard'
-import { type HangupGuardOptions, bindServer } from './bind'
-import { HG_ERR_CLOSED } from './errors'
-import type { StatsSnapshot } from './stats'
-import type { HealthAnswer, HealthKind } from './health'
-import type { DrainOptions } from './options'
-import { type DrainResult, startDrain } from './drain'
-import { type SignalHandlers, drainOnSignals, readHandleSignals } from './signals'
+import type { TimeoutPlan } from '../core/plan'
+import type { Guard } from '../core/guard'
+import { type HangupGuardOptions, bindServer, checkServer } from '../core/bind'
+import { HG_ERR_CLOSED } from '../core/errors'
+import type { StatsSnapshot } from '../core/stats'
+import type { HealthAnswer, HealthKind } from '../core/health'
+import type { DrainOptions } from '../core/options'
+import { startDrain } from '../core/drain'
+import type { DrainResult } from '../core/drain-state'
+import { type SignalHandlers, drainOnSignals } from '../core/signals'
+import { resolveConfig } from '../core/config'
+import { kEmit, kHttpGuard } from '../core/symbols'
+import { Pending } from '../core/pending'
+import { refuse, serveProbe } from './raw'
 
-export type { HangupGuardOptions } from './bind'
+export type { HangupGuardOptions } from '../core/bind'
 
 /** What configureServerTimeouts returns. */
 export interface ServerGuard {
@@ -36,9 +40,6 @@ export interface ServerGuard {
   close (): void
 }
 
-const kEmit = Symbol('hangup-guard.http.emit')
-const kHttpGuard = Symbol('hangup-guard.http.guard')
-
 type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
 
 /**
@@ -48,18 +49,13 @@ type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
 function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
   const health = guard.healthKind(req)
   if (health !== null) {
-    guard.serveHealthRaw(req, res, health)
+    serveProbe(guard, req, res, health)
     return false
   }
-  const now = performance.now()
-  const budget = guard.budgetFor(req)
-  const refusal = guard.verdict(budget, now, req, res)
-  if (refusal !== null) {
-    guard.refuseRaw(req, res, refusal)
-    return false
-  }
-  guard.track(req, res, budget, now, null)
-  return true
+  const admitted = guard.admit(req, res, guard.budget, null, null)
+  if (admitted instanceof Pending) return true
+  refuse(guard, req, res, admitted)
+  return false
 }
 
 type RequestListener = (this: Server, req: IncomingMessage, res: ServerResponse) => unknown
@@ -103,8 +99,10 @@ function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown
  * the request guard in front of the server's request listeners.
  */
 export function configureServerTimeouts (server: Server, options: HangupGuardOptions = {}): ServerGuard {
-  const handleSignals = readHandleSignals((options as HangupGuardOptions | null)?.handleSignals)
-  const binding = bindServer(server, options)
+  checkServer(server)
+  const config = resolveConfig(options) // every option checked before anything is installed
+  const handleSignals = config.handleSignals
+  const binding = bindServer(server, config)
   const { guard, plan, applied } = { guard: binding.guard, plan: binding.guard.plan, applied: binding.applied }
   const target = server as GuardedServer
   const hadOwnEmit = Object.hasOwn(server, 'emit')

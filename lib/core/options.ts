@@ -4,10 +4,9 @@
  */
 import type { IncomingMessage } from 'node:http'
 import { type Duration, toMs } from './duration'
-import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN } from './errors'
+import { HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE } from './errors'
 import { type PlanOptions, type TimeoutPlan } from './plan'
 import type { Incident } from './stats'
-import { hint } from './suggest'
 
 /** Paths (exact, or a prefix ending in '*'), regular expressions, or a predicate. */
 export type ExcludeOption = ReadonlyArray<string | RegExp> | ((req: IncomingMessage) => boolean)
@@ -92,17 +91,6 @@ export const DEFAULT_DEADLINE_MARGIN_MS = 100
 export const DEFAULT_RETRY_AFTER_S = 5
 export const DEFAULT_DRAIN_DELAY_MS = 5_000 // 5 seconds: endpoint removal usually propagates within it
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000 // 30 seconds: Kubernetes' default terminationGracePeriodSeconds
-
-const GUARD_KEYS = ['timeoutStatus', 'exclude', 'deadlineHeader', 'deadlineMargin', 'retryAfter', 'onIncident', 'incidentQuery', 'catchRejections', 'health', 'drain', 'handleSignals', 'pressure', 'watchdog'] as const
-const PLAN_OPTION_KEYS = ['upstream', 'handlerTimeout', 'margin', 'timeout', 'keepAliveTimeout', 'headersTimeout', 'requestTimeout', 'connectionsCheckingInterval'] as const
-
-/** Throws HG_ERR_OPT_UNKNOWN for a key no part of the package reads (a typo must not pass silently). */
-export function checkKnownKeys (options: object, extra: readonly string[] = []): void {
-  const known = new Set<string>([...GUARD_KEYS, ...PLAN_OPTION_KEYS, ...extra])
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) throw new HG_ERR_OPT_UNKNOWN(key, hint(key, [...known], 'options'))
-  }
-}
 
 function compileExclude (exclude: ExcludeOption | undefined): ((req: IncomingMessage) => boolean) | null {
   if (exclude === undefined) return null
@@ -193,9 +181,6 @@ export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: 
   if (options.health !== false) {
     const h = options.health ?? {}
     if (h === null || typeof h !== 'object') throw new HG_ERR_OPT_TYPE('health', h, '{ livenessPath, readinessPath } or false')
-    for (const key of Object.keys(h)) {
-      if (!HEALTH_KEYS.includes(key)) throw new HG_ERR_OPT_UNKNOWN(`health.${key}`, hint(key, HEALTH_KEYS, 'options'))
-    }
     healthDetails = booleanOption('health.details', h.details, false)
     livenessPath = pathOption('health.livenessPath', h.livenessPath, '/livez')
     readinessPath = pathOption('health.readinessPath', h.readinessPath, '/readyz')
@@ -222,8 +207,6 @@ export function resolveGuardOptions (options: GuardOptions & PlanOptions, plan: 
     drainTimeout
   })
 }
-
-const HEALTH_KEYS = ['livenessPath', 'readinessPath', 'details']
 
 function booleanOption (name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback

@@ -2,11 +2,11 @@
  * `hangup-guard plan`: the plan with its reasons, and the settings ready to paste: node:http,
  * the fastify() factory, and the Kubernetes probes, preStop and grace period.
  */
-import { type PlanOptions, type TimeoutPlan, planTimeouts } from './plan'
-import { fastifyServerOptions } from './fastify-options'
-import { toMs, formatMs } from './duration'
-import { HG_ERR_OPT_RANGE } from './errors'
-import type { PresetName } from './presets'
+import { type PlanOptions, type TimeoutPlan, planTimeouts } from '../core/plan'
+import { fastifyServerOptions } from '../fastify/options'
+import { toMs, formatMs } from '../core/duration'
+import { HG_ERR_OPT_RANGE } from '../core/errors'
+import type { PresetName } from '../core/presets'
 
 /** Seconds added to drain.timeout (+ preStop) for terminationGracePeriodSeconds. */
 export const GRACE_SPARE_S = 5

@@ -5,9 +5,10 @@
  * load would get the pod restarted.
  */
 import type { FastifyContextConfig, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { type Binding, bindingOf } from './bind'
-import type { HealthKind } from './health'
-import { kRoute, type RouteRecord } from './fastify-options'
+import { type Binding, bindingOf } from '../core/bind'
+import type { HealthKind } from '../core/health'
+import type { RouteRecord } from './options'
+import { kRoute } from '../core/symbols'
 
 export const HEALTH_RECORD: RouteRecord = Object.freeze({ budget: 0, source: 'health', ownErrorHandler: false })
 

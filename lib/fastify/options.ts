@@ -3,14 +3,15 @@
  * the plan, `fastifyServerOptions()`, and per-route budgets (parsed once, at onRoute time).
  */
 import type { FastifyInstance } from 'fastify'
-import type { HangupGuardOptions } from './bind'
-import { type TimeoutPlan, planTimeouts, budgetLimit, NODE_DEFAULTS } from './plan'
-import { checkKnownKeys } from './options'
-import { type Duration, toMs } from './duration'
+import type { HangupGuardOptions } from '../core/bind'
+import { type TimeoutPlan, budgetLimit, NODE_DEFAULTS } from '../core/plan'
+import { resolveConfig } from '../core/config'
+import { kRoute } from '../core/symbols'
+import { type Duration, toMs } from '../core/duration'
 import {
   HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
   HG_ERR_FASTIFY_OPTION_CONFLICT, HG_ERR_FASTIFY_ROUTE_CONFIG, HG_ERR_FASTIFY_ROUTE_BUDGET
-} from './errors'
+} from '../core/errors'
 
 /**
  * Thresholds handed to @fastify/under-pressure when hangup-guard registers it (they pass through
@@ -182,8 +183,7 @@ export function fastifyServerOptions (planOrOptions: TimeoutPlan | FastifyHangup
   if (isPlan(planOrOptions)) plan = planOrOptions
   else {
     if (planOrOptions === null || typeof planOrOptions !== 'object') throw new HG_ERR_OPT_TYPE('fastifyServerOptions(options)', planOrOptions, 'a plan or hangup-guard options')
-    checkKnownKeys(planOrOptions, FASTIFY_KEYS)
-    plan = planTimeouts(planOrOptions)
+    plan = resolveConfig(planOrOptions, FASTIFY_KEYS).plan
   }
   return {
     connectionTimeout: plan.timeout.value,
@@ -205,7 +205,6 @@ export interface RouteRecord {
   readonly ownErrorHandler: boolean
 }
 
-export const kRoute = Symbol('hangup-guard.fastify.route')
 /** The slots of a route's `config` the door reads and writes. */
 export interface RouteConfigSlots { [kRoute]?: RouteRecord, url?: string, hangupGuard?: unknown, pressureHandler?: unknown }
 

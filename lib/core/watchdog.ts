@@ -196,6 +196,15 @@ function start (): Core {
   return c
 }
 
+/** Checks watchdog options without starting the worker (the resolver runs it first). */
+export function checkWatchdogOptions (options: WatchdogOptions): WatchdogOptions {
+  const logAfter = options.logAfter ?? false
+  if (logAfter !== false) toMs('logAfter', logAfter)
+  const onStall = options.onStall ?? null
+  if (onStall !== null && typeof onStall !== 'function') throw new HG_ERR_OPT_TYPE('onStall', onStall, 'a function')
+  return options
+}
+
 /** Joins the process-wide watchdog (and the sampler it needs), starting it if needed. */
 export function acquireWatchdog (options: WatchdogOptions = {}): Watchdog {
   const logAfter = options.logAfter ?? false

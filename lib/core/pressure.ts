@@ -229,6 +229,24 @@ function bytes (name: string, value: number | false | undefined, fallback: numbe
 }
 
 /**
+ * Checks pressure options without starting anything (the resolver runs it before any resource
+ * is acquired): every threshold's type and range, and the health check. Returns them.
+ */
+export function checkPressureOptions (options: PressureOptions): PressureOptions {
+  duration('maxEventLoopDelay', options.maxEventLoopDelay, 0)
+  ratio('maxEventLoopUtilization', options.maxEventLoopUtilization, 0)
+  bytes('maxHeapUsedBytes', options.maxHeapUsedBytes, 0)
+  bytes('maxRssBytes', options.maxRssBytes, 0)
+  ratio('maxThrottledRatio', options.maxThrottledRatio, 0)
+  if (options.healthCheckInterval !== undefined) toMs('healthCheckInterval', options.healthCheckInterval)
+  const healthCheck = options.healthCheck ?? false
+  if (healthCheck !== false && typeof healthCheck !== 'function') {
+    throw new HG_ERR_OPT_TYPE('healthCheck', healthCheck, 'a function returning a boolean or a promise of one, or false')
+  }
+  return options
+}
+
+/**
  * Starts judging the shared sampler's readings for one server. Validates the options (coded
  * TypeError/RangeError naming the option); close() stops it.
  */

@@ -10,7 +10,7 @@
  * Option mistakes are TypeError (wrong type) or RangeError (value out of range or breaking a
  * rule between timeouts). Errors that are sent as HTTP answers carry their status code.
  */
-import { format } from 'node:util'
+import { inspect } from 'node:util'
 
 export interface HangupGuardError extends Error {
   readonly code: string
@@ -34,7 +34,7 @@ function createError<Args extends unknown[] = unknown[]> (
   Base: Base = Error
 ): HangupGuardErrorConstructor<Args> {
   function HangupGuardError (this: unknown, ...args: Args): HangupGuardError {
-    const err = new Base(format(message, ...args)) as HangupGuardError & { code: string, statusCode: number }
+    const err = new Base(formatMessage(message, args)) as HangupGuardError & { code: string, statusCode: number }
     Object.setPrototypeOf(err, HangupGuardError.prototype)
     err.code = code
     err.statusCode = statusCode
@@ -58,6 +58,39 @@ function createError<Args extends unknown[] = unknown[]> (
   return HangupGuardError as unknown as HangupGuardErrorConstructor<Args>
 }
 
+/**
+ * printf-style %s, %d, %j, %% that never throws, whatever the value (a BigInt, a Symbol, NaN, an
+ * object whose toJSON throws, a revoked Proxy): an error about a bad value must show the value.
+ */
+function formatMessage (template: string, args: readonly unknown[]): string {
+  let i = 0
+  return template.replace(/%[sdj%]/g, (spec) => {
+    if (spec === '%%') return '%'
+    if (i >= args.length) return spec
+    const value = args[i++]
+    if (spec === '%j') return show(value)
+    if (spec === '%d') return typeof value === 'number' ? String(value) : show(value)
+    return typeof value === 'string' ? value : show(value)
+  })
+}
+
+const MAX_SHOWN = 120
+
+/** A value as an error message shows it: strings quoted, cut at 120 characters. */
+export function show (value: unknown): string {
+  let text: string
+  try {
+    if (typeof value === 'string') text = JSON.stringify(value)
+    else if (typeof value === 'bigint') text = `${value}n`
+    else if (typeof value === 'symbol' || typeof value === 'number' || typeof value === 'boolean' || value === undefined || value === null) text = String(value)
+    else if (typeof value === 'function') text = `[function ${value.name || 'anonymous'}]`
+    else text = inspect(value, { depth: 1, breakLength: Infinity, maxStringLength: MAX_SHOWN, maxArrayLength: 5, customInspect: false })
+  } catch {
+    text = '[a value that cannot be shown]'
+  }
+  return text.length > MAX_SHOWN ? text.slice(0, MAX_SHOWN - 1) + '…' : text
+}
+
 /** Options */
 export const HG_ERR_OPT_TYPE = createError<[string, unknown, string]>(
   'HG_ERR_OPT_TYPE', "Option '%s' got %j; it must be %s", 500, TypeError)
@@ -67,6 +100,8 @@ export const HG_ERR_OPT_RANGE = createError<[string, unknown, string]>(
   'HG_ERR_OPT_RANGE', "Option '%s' is out of range: got %j, expected %s", 500, RangeError)
 export const HG_ERR_OPT_UNKNOWN = createError<[string, string]>(
   'HG_ERR_OPT_UNKNOWN', "Unknown option '%s'%s", 500, TypeError)
+export const HG_ERR_OPT_INVALID = createError(
+  'HG_ERR_OPT_INVALID', 'The options could not be read (see the cause)', 500, TypeError)
 export const HG_ERR_OPT_PRESET = createError<[unknown, string]>(
   'HG_ERR_OPT_PRESET', "Unknown upstream preset %j%s (or pass { kind, idleTimeout, responseTimeout }, or 'none')", 500, RangeError)
 

@@ -7,7 +7,7 @@ import { type Duration, toMs, formatMs } from './duration'
 import { PRESETS, PRESET_NAMES, type PresetName, type UpstreamKind } from './presets'
 import { hint } from './suggest'
 import {
-  HG_ERR_OPT_PRESET, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE,
+  HG_ERR_OPT_PRESET, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE, HG_ERR_OPT_UNKNOWN,
   HG_ERR_PLAN_KEEP_ALIVE_TOO_SHORT, HG_ERR_PLAN_KEEP_ALIVE_TOO_LONG, HG_ERR_PLAN_SOCKET_TIMEOUT_TOO_SHORT,
   HG_ERR_PLAN_HEADERS_AFTER_REQUEST, HG_ERR_PLAN_HANDLER_TOO_LONG,
   HG_ERR_PLAN_CHECK_INTERVAL_TOO_COARSE
@@ -147,7 +147,7 @@ function resolveUpstream (upstream: PlanOptions['upstream']): ResolvedUpstream {
     throw new HG_ERR_OPT_TYPE('upstream', upstream, `a preset name (${PRESET_NAMES.join(', ')}), 'none', or { kind, idleTimeout, responseTimeout }`)
   }
   for (const key of Object.keys(upstream)) {
-    if (!UPSTREAM_KEYS.has(key)) throw new HG_ERR_OPT_TYPE(`upstream.${key}`, (upstream as unknown as Record<string, unknown>)[key], `absent: known keys are ${[...UPSTREAM_KEYS].join(', ')}`)
+    if (!UPSTREAM_KEYS.has(key)) throw new HG_ERR_OPT_UNKNOWN(`upstream.${key}`, hint(key, [...UPSTREAM_KEYS], 'options'))
   }
   const kind = upstream.kind ?? 'proxy'
   if (kind !== 'proxy' && kind !== 'l4') throw new HG_ERR_OPT_TYPE('upstream.kind', kind, "'proxy' or 'l4'")

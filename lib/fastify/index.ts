@@ -8,27 +8,30 @@
  * route, or inside the plugin whose routes should be guarded; once per server.
  */
 import type { Server } from 'node:http'
-import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
-import { type Binding, bindServer } from './bind'
-import type { Guard, Refusal } from './guard'
-import type { Deadline } from './pending'
-import type { TimeoutPlan } from './plan'
-import type { StatsSnapshot } from './stats'
-import type { DrainOptions } from './options'
-import type { HealthAnswer, HealthKind } from './health'
-import { type DrainResult, startDrain, forceDrain } from './drain'
-import { type SignalHandlers, onDrainSignals, readHandleSignals } from './signals'
-import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_OPT_TYPE, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from './errors'
+import { type Binding, bindServer } from '../core/bind'
+import type { Guard, Refusal } from '../core/guard'
+import type { Deadline } from '../core/pending'
+import type { TimeoutPlan } from '../core/plan'
+import type { StatsSnapshot } from '../core/stats'
+import type { DrainOptions } from '../core/options'
+import type { HealthAnswer, HealthKind } from '../core/health'
+import { startDrain, forceDrain } from '../core/drain'
+import type { DrainResult } from '../core/drain-state'
+import { type SignalHandlers, onDrainSignals } from '../core/signals'
+import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from '../core/errors'
+import { resolveConfig } from '../core/config'
+import { kDoor, kRoute } from '../core/symbols'
+import { Pending } from '../core/pending'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
   type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource, type ResolvedUnderPressure,
-  FASTIFY_KEYS, kRoute, readUnderPressure, reconcileFastifyConfig, routeRecordFor, fastifyServerOptions
-} from './fastify-options'
-import { fastifyAnswerer, answerPayload } from './fastify-answer'
-import { UNDER_PRESSURE_NAME, onPressure, registerUnderPressure } from './fastify-pressure'
-import { registerHealthRoutes } from './fastify-health'
+  FASTIFY_KEYS, readUnderPressure, reconcileFastifyConfig, routeRecordFor, fastifyServerOptions
+} from './options'
+import { fastifyAnswerer, answerPayload } from './answer'
+import { UNDER_PRESSURE_NAME, onPressure, registerUnderPressure } from './pressure'
+import { registerHealthRoutes } from './health'
 
 /** `app.hangupGuard`: the server's guard, seen from Fastify. */
 interface FastifyHangupGuard {
@@ -74,8 +77,6 @@ declare module 'fastify' {
     deadline: Deadline | null
   }
 }
-
-const kDoor = Symbol('hangup-guard.fastify.door')
 
 /** Per-server state the hooks read (hooks are module functions: nothing is allocated per request). */
 interface Door {
@@ -138,17 +139,13 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   }
   if (record.source === 'health') { done(); return }
   const guard = door.guard
-  const now = performance.now()
-  const budget = guard.budgetFor(request.raw, record.budget)
-  const refusal = guard.verdict(budget, now, request.raw, reply.raw)
-  if (refusal !== null) {
-    refuse(guard, request, reply, refusal, config.url ?? null)
+  const admitted = guard.admit(request.raw, reply.raw, record.budget, reply, config.url ?? null)
+  if (admitted instanceof Pending) {
+    request.deadline = admitted
+    done()
     return
   }
-  const p = guard.track(request.raw, reply.raw, budget, now, reply)
-  p.route = config.url ?? null
-  request.deadline = p
-  done()
+  refuse(guard, request, reply, admitted, config.url ?? null)
 }
 
 function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, refusal: Refusal, route: string | null): void {
@@ -167,18 +164,18 @@ function refuse (guard: Guard, request: FastifyRequest, reply: FastifyReply, ref
  * 'finish' whenever a logger or onResponse hook is set).
  */
 async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOptions): Promise<void> {
-  if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
-  const config = app.initialConfig as FastifyConfigView
-  if (config.http2 === true) throw new HG_ERR_HTTP2_UNSUPPORTED()
-  const handleSignals = readHandleSignals(options.handleSignals)
-  const underPressure = readUnderPressure(options.underPressure)
+  const fastifyConfig = app.initialConfig as FastifyConfigView
+  if (fastifyConfig.http2 === true) throw new HG_ERR_HTTP2_UNSUPPORTED()
+  // Everything is checked before anything is installed.
+  const config = resolveConfig(options, FASTIFY_KEYS)
+  const underPressure = readUnderPressure(config.door.underPressure)
   const server = app.server as DoorServer
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
-  const binding = bindServer(server, options, FASTIFY_KEYS, 'fastify') // HG_ERR_ALREADY_CONFIGURED on a second registration
+  reconcileFastifyConfig(fastifyConfig, before, config.plan)
+  if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
+  const binding = bindServer(server, config, 'fastify', fastifyAnswerer) // HG_ERR_ALREADY_CONFIGURED on a second registration
   try {
-    reconcileFastifyConfig(config, before, binding.guard.plan)
-    if (underPressure !== null && app.hasPlugin(UNDER_PRESSURE_NAME)) throw new HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED()
-    await install(app, options, binding, underPressure, handleSignals)
+    await install(app, binding, underPressure, config.handleSignals)
   } catch (err) {
     // Nothing stays applied when registration fails (a decorator or health route already taken…).
     delete server[kDoor]
@@ -187,17 +184,17 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   }
 }
 
-async function install (app: FastifyInstance, options: FastifyHangupGuardOptions, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
+async function install (app: FastifyInstance, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
+  const composeUnderPressure = binding.config.door.underPressure !== false
   const { guard, applied } = binding
   const server = app.server as DoorServer
   const plan = guard.plan
-  guard.answerer = fastifyAnswerer
   server[kDoor] = {
     guard,
     plan,
     fallback: Object.freeze({ budget: guard.budget, source: 'default' as RouteBudgetSource, ownErrorHandler: false }),
     fastifyHandlerTimeout: (app.initialConfig as FastifyConfigView).handlerTimeout ?? 0,
-    composePressure: options.underPressure !== false
+    composePressure: composeUnderPressure
   }
 
   const notes = [
@@ -205,7 +202,7 @@ async function install (app: FastifyInstance, options: FastifyHangupGuardOptions
     "fastify: deadlines by hangup-guard's onRequest hook (route config hangupGuard.timeout overrides; routes with Fastify's handlerTimeout keep Fastify's).",
     underPressure !== null
       ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's pressure verdict (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
-      : options.underPressure === false ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
+      : !composeUnderPressure ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
   ]
   const handle: FastifyHangupGuard = {
     plan,

@@ -7,16 +7,17 @@ import http, { type Server } from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER, HG_ERR_OPT_TYPE, HG_ERR_OPT_RANGE } from './errors'
-import { type PlanOptions, planTimeouts } from './plan'
-import { type GuardOptions, checkKnownKeys, resolveGuardOptions } from './options'
-import { Guard } from './guard'
+import { HG_ERR_ALREADY_CONFIGURED, HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_NOT_A_SERVER } from './errors'
+import type { PlanOptions } from './plan'
+import type { GuardOptions } from './options'
+import type { ResolvedConfig } from './config'
+import { Guard, type Answerer } from './guard'
 import { applyPlan, type AppliedPlan } from './apply'
 import { kGuard } from './symbols'
 import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
-import { buildHealth, type HealthAnswer, type HealthKind } from './health'
+import type { HealthAnswer, HealthKind } from './health'
 
 /** Stall detection, load shedding and health: the parts that watch the process, not a request. */
 export interface WatchOptions {
@@ -36,6 +37,7 @@ const NO_PRESSURE: PressureOptions = { maxEventLoopDelay: false, maxEventLoopUti
 
 export interface Binding {
   readonly server: Server
+  readonly config: ResolvedConfig
   readonly guard: Guard
   readonly applied: AppliedPlan
   readonly sampler: Sampler
@@ -78,7 +80,7 @@ const NODE_CLIENT_ERROR_ANSWERS: Record<string, string> = {
 
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
-  if (binding !== undefined) binding.guard.listeningAt = performance.now()
+  if (binding !== undefined) binding.guard.listening(performance.now())
 }
 
 export function checkServer (server: unknown): asserts server is Server {
@@ -100,49 +102,36 @@ export function bindingOf (server: Server): Binding | undefined {
 }
 
 /**
- * Plans and applies the timeouts and creates the server's guard. `extraKeys`: option names the
- * calling adapter reads itself (they pass the unknown-option check).
+ * Applies a resolved configuration (lib/config.ts: every option already checked) to a server:
+ * applies the plan, creates the server's guard, and only then acquires the shared sampler, the
+ * pressure evaluator and the watchdog.
  */
-export function bindServer (server: Server, options: HangupGuardOptions, extraKeys: readonly string[] = [], door: 'http' | 'fastify' = 'http'): Binding {
+export function bindServer (server: Server, config: ResolvedConfig, door: 'http' | 'fastify' = 'http', answerer: Answerer | null = null): Binding {
   checkServer(server)
-  if (options === null || typeof options !== 'object') throw new HG_ERR_OPT_TYPE('options', options, 'an object')
   const target = server as BoundServer
   if (target[kGuard] !== undefined) {
     throw new HG_ERR_ALREADY_CONFIGURED(door === 'fastify'
       ? 'register the plugin once per server: at the root to guard every route, or in the one context whose routes it guards (a configureServerTimeouts() on app.server counts too)'
       : 'call close() on the handle configureServerTimeouts() returned before configuring it again (or, on a Fastify app, use the plugin alone)')
   }
-  checkKnownKeys(options, extraKeys)
-  const plan = planTimeouts(options)
-  const guard = new Guard(plan, resolveGuardOptions(options, plan))
-  if (options.pressure !== undefined && options.pressure !== false && (options.pressure === null || typeof options.pressure !== 'object')) {
-    throw new HG_ERR_OPT_TYPE('pressure', options.pressure, 'an object of thresholds, or false')
-  }
-  if (options.watchdog !== undefined && options.watchdog !== false && (options.watchdog === null || typeof options.watchdog !== 'object')) {
-    throw new HG_ERR_OPT_TYPE('watchdog', options.watchdog, '{ logAfter, onStall }, or false')
-  }
+  const plan = config.plan
   const sampler = acquireSampler()
-  let pressure: Pressure
+  let pressure: Pressure | null = null
   let watchdog: Watchdog | null = null
   try {
-    pressure = createPressure(sampler, options.pressure === false ? NO_PRESSURE : options.pressure)
-    if (options.watchdog !== false) watchdog = acquireWatchdog(options.watchdog)
+    pressure = createPressure(sampler, config.pressure === false ? NO_PRESSURE : config.pressure)
+    if (config.watchdog !== false) watchdog = acquireWatchdog(config.watchdog)
   } catch (err) {
+    pressure?.close()
     sampler.release()
     throw err
   }
-  if (options.pressure !== false) {
-    guard.stall = sampler
-    guard.pressure = pressure
-  }
-  const planJson = JSON.parse(JSON.stringify(plan)) as unknown
-  guard.healthOf = (kind) => buildHealth(kind, {
-    pressure,
-    sampler,
-    watchdog,
-    plan: planJson,
-    stats: () => guard.snapshot(),
-    draining: () => guard.drainPhase === 0 ? null : `draining (${guard.drainState().phase})`
+  // Built whole from its parts: nothing is assigned into the guard afterwards.
+  const guard = new Guard(plan, config.guard, {
+    stall: config.pressure === false ? null : sampler,
+    pressure: config.pressure === false ? null : pressure,
+    answerer,
+    health: { pressure, sampler, watchdog, plan: JSON.parse(JSON.stringify(plan)) as unknown }
   })
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
@@ -150,26 +139,23 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   server.on('listening', onListening)
   const binding: Binding = {
     server,
+    config,
     guard,
     applied,
     sampler,
     pressure,
     watchdog,
-    health (kind: HealthKind): HealthAnswer {
-      if (kind !== 'liveness' && kind !== 'readiness') throw new HG_ERR_OPT_RANGE('health(kind)', kind, "'liveness' or 'readiness'")
-      return (guard.healthOf as (kind: HealthKind) => HealthAnswer)(kind)
-    },
+    health: (kind: HealthKind): HealthAnswer => guard.health(kind),
     unbind (): void {
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
       server.removeListener('clientError', onClientError)
       server.removeListener('listening', onListening)
       applied.restore()
+      guard.detach()
       pressure.close()
       watchdog?.release()
       sampler.release()
-      guard.stall = null
-      guard.pressure = null
       delete target[kGuard]
     }
   }

@@ -6,17 +6,17 @@
  */
 import type { ServerResponse } from 'node:http'
 import type { FastifyBaseLogger, FastifyReply } from 'fastify'
-import { type AnswerOptions, neutralize, problemOf, sendAnswer } from './answer'
-import type { HangupGuardError } from './errors'
-import type { Pending } from './pending'
-import { kRoute, type RouteConfigSlots } from './fastify-options'
+import { type AnswerOptions, neutralize, problemOf, sendAnswer } from '../core/answer'
+import type { HangupGuardError } from '../core/errors'
+import type { Pending } from '../core/pending'
+import { type RouteConfigSlots } from './options'
+import { kRoute, kAnsweredReply, kOriginalLog } from '../core/symbols'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
 /** Headers describing the representation the handler was preparing; the answer replaces it. */
 const REPRESENTATION_HEADERS = ['content-length', 'content-encoding', 'content-range', 'content-disposition', 'etag', 'last-modified']
 
-const kAnsweredReply = Symbol('hangup-guard.fastify.answeredReply')
 type AnsweredResponse = ServerResponse & { [kAnsweredReply]?: FastifyReply }
 
 /**
@@ -106,7 +106,6 @@ function sealNow (reply: FastifyReply): void {
   target.log = quiet
 }
 
-const kOriginalLog = Symbol('hangup-guard.fastify.originalLog')
 type QuietLogger = FastifyBaseLogger & { [kOriginalLog]: FastifyBaseLogger }
 
 /** The guard's own errors, and aborts (the handler's work was aborted by the guard's signal). */

@@ -6,7 +6,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import type { IncomingMessage } from 'node:http'
-import type { DrainState } from './drain'
+import type { DrainState } from './drain-state'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
 export const INCIDENT_CHANNEL = 'hangup-guard:incident'
@@ -56,6 +56,21 @@ export interface Incident {
    */
   readonly detail: string | null
   /** cause 'handler-error': the value the request listener's promise rejected with. */
+  readonly error?: unknown
+}
+
+/** What the guard records of an incident (Stats.record); the Incident listeners get is built from it. */
+export interface IncidentRecord {
+  readonly kind: IncidentKind
+  readonly cause: IncidentCause
+  readonly statusCode: number | null
+  readonly code: string | null
+  /** The request, when there is one (a late header has none yet). */
+  readonly req: IncomingMessage | null
+  /** The framework's route label, else null (the capped path is used). */
+  readonly route: string | null
+  readonly elapsedMs: number
+  readonly detail?: string | null
   readonly error?: unknown
 }
 
@@ -149,12 +164,38 @@ export class Stats {
   }
 
   /**
-   * Counts an incident and reports it (the incident object is built only when someone listens).
-   * `route`: the framework's route label, else null (the capped path is used). Reporting never
-   * throws into the request path.
+   * Counts an incident and reports it to whoever listens (the Incident they get is built only
+   * then). Reporting never throws into the request path.
    */
-  record (kind: IncidentKind, cause: IncidentCause, statusCode: number | null, code: string | null,
-    req: IncomingMessage | null, route: string | null, elapsedMs: number, detail: string | null = null, error?: unknown): void {
+  record (r: IncidentRecord): void {
+    this.count(r.kind, r.cause, r.elapsedMs)
+    if (this.onIncident === null && !incidentChannel.hasSubscribers) return
+    const url = incidentUrl(r.req?.url, this.incidentQuery)
+    const incident: Incident = {
+      kind: r.kind,
+      cause: r.cause,
+      statusCode: r.statusCode,
+      method: r.req?.method ?? '',
+      url,
+      route: r.route ?? (this.incidentQuery ? incidentUrl(r.req?.url, false) : url),
+      elapsedMs: Math.round(r.elapsedMs * 1000) / 1000,
+      code: r.code,
+      detail: r.detail ?? null
+    }
+    if (r.error !== undefined) (incident as { error?: unknown }).error = r.error
+    if (incidentChannel.hasSubscribers) incidentChannel.publish(incident)
+    if (this.onIncident !== null) {
+      try {
+        this.onIncident(incident)
+      } catch (err) {
+        // A throwing observer must not turn an answer into a crash; surface it where it cannot be missed.
+        process.emitWarning(`hangup-guard: onIncident threw: ${(err as Error)?.message ?? String(err)}`, 'HangupGuardWarning')
+      }
+    }
+  }
+
+  /** The counters of an incident, without reporting it (for callers that checked listened()). */
+  count (kind: IncidentKind, cause: IncidentCause, elapsedMs: number): void {
     if (kind === 'answered') {
       switch (cause) {
         case 'deadline': this.answeredDeadline++; break
@@ -175,29 +216,6 @@ export class Stats {
     } else {
       this.clientGone++
       this.wastedMs += elapsedMs
-    }
-    if (this.onIncident === null && !incidentChannel.hasSubscribers) return
-    const url = incidentUrl(req?.url, this.incidentQuery)
-    const incident: Incident = {
-      kind,
-      cause,
-      statusCode,
-      method: req?.method ?? '',
-      url,
-      route: route ?? (this.incidentQuery ? incidentUrl(req?.url, false) : url),
-      elapsedMs: Math.round(elapsedMs * 1000) / 1000,
-      code,
-      detail
-    }
-    if (error !== undefined) (incident as { error?: unknown }).error = error
-    if (incidentChannel.hasSubscribers) incidentChannel.publish(incident)
-    if (this.onIncident !== null) {
-      try {
-        this.onIncident(incident)
-      } catch (err) {
-        // A throwing observer must not turn an answer into a crash; surface it where it cannot be missed.
-        process.emitWarning(`hangup-guard: onIncident threw: ${(err as Error)?.message ?? String(err)}`, 'HangupGuardWarning')
-      }
     }
   }
 
