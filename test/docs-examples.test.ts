@@ -23,6 +23,10 @@ import ts from 'typescript'
 import { allBlocks, ROOT, type Block } from './helpers/examples'
 import { configureServerTimeouts } from '../lib/index'
 
+// About 40 child processes one after the other: ~45 s on an idle 2-core machine, over two
+// minutes while the rest of the suite runs beside it.
+t.setTimeout(360_000)
+
 const WORK = path.join(ROOT, 'test', '.examples')
 const PRELOAD = path.join(ROOT, 'test', 'fixtures', 'docs-preload.cjs')
 const RUN_TIMEOUT_MS = 20_000
@@ -226,6 +230,25 @@ function request (port: number, p: string): Promise<Got> {
   })
 }
 
+/**
+ * The examples run with the default pressure thresholds, so on a loaded machine a child that
+ * stalled (its own start-up, or the machine) sheds a request with 503 HG_ERR_STALLED or
+ * HG_ERR_OVERLOADED: the guard answering as designed. Such a request is sent again (at most 3
+ * times); the scenario is about what follows admission.
+ */
+function isShed (r: Got): boolean {
+  return r.status === 503 && /"code":"HG_ERR_(STALLED|OVERLOADED)"/.test(r.body)
+}
+
+async function answered (port: number, p: string): Promise<Got> {
+  let r = await request(port, p)
+  for (let i = 0; i < 3 && isShed(r); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    r = await request(port, p)
+  }
+  return r
+}
+
 interface Prepared { block: Block, expect: Expect, file: string, source: string }
 
 function prepare (block: Block, expect: Expect): Prepared {
@@ -300,13 +323,18 @@ async function scenario (t: Test, s: Scenario, port: number, upstream: Upstream,
     await new Promise((resolve) => setTimeout(resolve, s.ms))
   } else if (s.do === 'ok') {
     upstream.slow = false
-    const r = await request(port, s.path)
+    const r = await answered(port, s.path)
     t.equal(r.status, s.status ?? 200, `GET ${s.path} answers ${s.status ?? 200}`)
     if (s.body !== undefined) t.match(r.body, s.body, `GET ${s.path}: body`)
   } else if (s.do === 'deadline') {
     upstream.slow = true
-    const aborted = upstream.nextAbort()
-    const r = await request(port, s.path)
+    let aborted = upstream.nextAbort()
+    let r = await request(port, s.path)
+    for (let i = 0; i < 3 && isShed(r); i++) {
+      aborted.catch(() => {})
+      aborted = upstream.nextAbort()
+      r = await request(port, s.path)
+    }
     t.equal(r.status, 504, `GET ${s.path} with an upstream slower than the budget: the guard's 504`)
     t.match(r.headers['content-type'], /^application\/problem\+json/)
     t.equal(JSON.parse(r.body).code, 'HG_ERR_DEADLINE')
