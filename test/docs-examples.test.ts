@@ -34,7 +34,7 @@ const RUN_TIMEOUT_MS = 20_000
 type Scenario =
   | { do: 'ok', path: string, body?: RegExp, status?: number }
   | { do: 'deadline', path: string } // upstream slower than the budget: the guard's 504, the upstream call aborted
-  | { do: 'leave', path: string } // the client leaves after 100 ms: the upstream call aborted
+  | { do: 'leave', path: string } // the client leaves while the upstream call runs: the upstream call aborted
   | { do: 'sse', path: string } // an event stream that outlives the budget, then the client leaves
   | { do: 'pause', ms: number } // lets a periodic exporter run
 
@@ -171,6 +171,7 @@ class Upstream {
       res.end('{"ok":true,"from":"upstream"}')
       return
     }
+    this.server.emit('slow-request')
     const timer = setTimeout(() => res.end('{"late":true}'), 10_000)
     res.on('close', () => clearTimeout(timer))
   })
@@ -343,11 +344,14 @@ async function scenario (t: Test, s: Scenario, port: number, upstream: Upstream,
   } else if (s.do === 'leave') {
     upstream.slow = true
     const aborted = upstream.nextAbort()
+    // The client leaves once the call is in flight (on a loaded machine the handler may start it late).
+    const inFlight = within(once(upstream.server, 'slow-request'), 3_000, 'the upstream call starts')
     const req = http.get({ host: '127.0.0.1', port, path: s.path, agent: false })
     req.on('error', () => {})
-    setTimeout(() => req.destroy(), 100)
+    await inFlight
+    req.destroy()
     await aborted
-    t.pass(`GET ${s.path}, client gone after 100 ms: the upstream call was aborted`)
+    t.pass(`GET ${s.path}, client gone while the upstream call runs: the upstream call was aborted`)
   } else {
     const got = await new Promise<{ status: number, type: string, events: number }>((resolve, reject) => {
       const req = http.get({ host: '127.0.0.1', port, path: s.path, agent: false }, (res) => {
