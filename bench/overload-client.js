@@ -12,16 +12,20 @@ const { performance } = require('node:perf_hooks')
 const MAX_REQUESTS = 100_000
 const HANG_UP = new Set(['ECONNRESET', 'EPIPE'])
 
-/** One request; `done(outcome, ms, sentAt)` exactly once. outcome: a status, 'timeout', or an error code. */
+/**
+ * One request; `done(outcome, ms, sentAt, code)` exactly once. outcome: a status, 'timeout', or an
+ * error code; code: the `code` of a problem+json answer when job.records asks for records.
+ */
 function send (job, agent, path, timeoutMs, done) {
   const sentAt = Date.now()
   const t0 = performance.now()
   let settled = false
+  let body = ''
   const finish = (outcome) => {
     if (settled) return
     settled = true
     clearTimeout(timer)
-    done(outcome, performance.now() - t0, sentAt)
+    done(outcome, performance.now() - t0, sentAt, body === '' ? undefined : problemCode(body))
   }
   const req = http.request({
     host: '127.0.0.1',
@@ -35,10 +39,23 @@ function send (job, agent, path, timeoutMs, done) {
     res.on('error', (err) => finish(err.code ?? err.message))
     res.on('aborted', () => finish('ECONNRESET'))
     res.on('end', () => finish(res.statusCode))
-    res.resume()
+    if (job.records && res.statusCode >= 300 && res.headers['content-type']?.includes('json')) {
+      res.setEncoding('utf8')
+      res.on('data', (chunk) => { if (body.length < 4096) body += chunk })
+    } else {
+      res.resume()
+    }
   })
   req.on('error', (err) => finish(err.code ?? err.message))
   req.end()
+}
+
+function problemCode (body) {
+  try {
+    return JSON.parse(body).code
+  } catch {
+    return undefined
+  }
 }
 
 function percentile (sorted, p) {
@@ -53,11 +70,11 @@ async function runJob (job) {
   const records = []
   const t0 = Date.now()
   const endAt = t0 + job.durationMs
-  const record = (outcome, ms, sentAt) => {
+  const record = (outcome, ms, sentAt, code) => {
     const second = Math.floor((sentAt - t0) / 1000)
     perSecond[second] ??= { offered: 0, servedMs: [] }
     perSecond[second].offered++
-    if (job.records && records.length < MAX_REQUESTS) records.push([sentAt, outcome, Math.round(ms)])
+    if (job.records && records.length < MAX_REQUESTS) records.push([sentAt, outcome, Math.round(ms), code])
     if (typeof outcome === 'number') {
       if (outcome >= 200 && outcome < 300) {
         counts.served++
@@ -71,7 +88,7 @@ async function runJob (job) {
   }
   const one = (path = '/', timeoutMs = job.timeoutMs) => new Promise((resolve) => {
     counts.offered++
-    send(job, agent, path, timeoutMs, (outcome, ms, sentAt) => { record(outcome, ms, sentAt); resolve() })
+    send(job, agent, path, timeoutMs, (outcome, ms, sentAt, code) => { record(outcome, ms, sentAt, code); resolve() })
   })
 
   let stallRequest = null
