@@ -22,7 +22,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import { toMs, type Duration } from './duration'
 import { HG_ERR_AT_CAPACITY, HG_ERR_OPT_TYPE, type HangupGuardError } from './errors'
 import type { AcceptQueueReader } from './accept-queue'
-import { TICK_MS } from './sampler'
+import { STALL_THRESHOLD_MS, TICK_MS } from './sampler'
 import { problemOf } from './answer'
 import { kProblemBody } from './symbols'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -59,6 +59,9 @@ export interface LoopClock {
   readonly lastTickAt: number
   /** Time between the last two ticks (ms). */
   readonly lastTickGapMs: number
+  /** performance.now() at which the last stall ended (-Infinity: none), and its length (ms). */
+  readonly lastStallEndedAt: number
+  readonly lastStallDurationMs: number
 }
 
 /** What the controller reports (stats(), health details, the shedding channel). */
@@ -201,10 +204,20 @@ export class QueueController {
       return false
     }
     if (this.firstAboveAt < 0) {
-      this.firstAboveAt = now
+      // The queue was empty before. Just after a stall this is its backlog, a burst: the clock
+      // starts once the backlog had as long to drain as the stall took to build it (budgets
+      // still apply: guard.ts sheds a request that waited longer than its budget).
+      const loop = this.loop
+      let burst = now
+      if (loop !== null) {
+        const overdue = now - loop.lastTickAt - TICK_MS
+        if (overdue > STALL_THRESHOLD_MS) burst = now + overdue // a stall not yet recorded (a block in a poll callback)
+        else if (now - loop.lastStallEndedAt < loop.lastStallDurationMs) burst = loop.lastStallEndedAt + loop.lastStallDurationMs
+      }
+      this.firstAboveAt = burst > now ? burst : now
       return false
     }
-    if (now - this.firstAboveAt < this.intervalMs) return false
+    if (now - this.firstAboveAt < this.intervalMs) return false // (negative during a stall's backlog)
     if (!this.shedding) this.change(true, delay)
     this.shed++
     return true
