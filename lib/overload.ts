@@ -38,6 +38,8 @@ const ACCEPT_READ_MIN = 4
 /** A tick this much later than TICK_MS means the loop runs back-to-back iterations (ms). */
 const BUSY_LATE_MS = 5
 
+/** A stall is a one-off burst when the loop ran this long without one before it (ms). */
+export const ONE_OFF_MS = 1000
 /** Channel on which each change of the shedding state is published (not each refusal). */
 export const SHEDDING_CHANNEL = 'hangup-guard:shedding'
 const sheddingChannel = diagnosticsChannel.channel(SHEDDING_CHANNEL)
@@ -59,9 +61,8 @@ export interface LoopClock {
   readonly lastTickAt: number
   /** Time between the last two ticks (ms). */
   readonly lastTickGapMs: number
-  /** performance.now() at which the last stall ended (-Infinity: none), and its length (ms). */
-  readonly lastStallEndedAt: number
-  readonly lastStallDurationMs: number
+  /** The last stalls (ticks later than TICK_MS + STALL_THRESHOLD_MS), oldest first. */
+  readonly stalls: ReadonlyArray<{ readonly startedAt: number, readonly endedAt: number }>
 }
 
 /** What the controller reports (stats(), health details, the shedding channel). */
@@ -208,13 +209,7 @@ export class QueueController {
       // starts once the backlog had as long to drain as the stall took to build it (budgets
       // still apply: guard.ts sheds a request that waited longer than its budget).
       const loop = this.loop
-      let burst = now
-      if (loop !== null) {
-        const overdue = now - loop.lastTickAt - TICK_MS
-        if (overdue > STALL_THRESHOLD_MS) burst = now + overdue // a stall not yet recorded (a block in a poll callback)
-        else if (now - loop.lastStallEndedAt < loop.lastStallDurationMs) burst = loop.lastStallEndedAt + loop.lastStallDurationMs
-      }
-      this.firstAboveAt = burst > now ? burst : now
+      this.firstAboveAt = loop === null ? now : burstEnd(loop, now)
       return false
     }
     if (now - this.firstAboveAt < this.intervalMs) return false // (negative during a stall's backlog)
@@ -247,6 +242,26 @@ export class QueueController {
       acceptReadMs: r === null ? 0 : round(r.costMs)
     }
   }
+}
+
+/**
+ * When the backlog of a one-off stall has had as long to drain as the stall took to build it; `now`
+ * when there is no such stall. A stall is one-off when the loop ran ONE_OFF_MS without one before
+ * it: under a sustained overload every long iteration is a "stall", and none of them is a burst.
+ */
+function burstEnd (loop: LoopClock, now: number): number {
+  const stalls = loop.stalls
+  const n = stalls.length
+  const overdue = now - loop.lastTickAt - TICK_MS
+  if (overdue > STALL_THRESHOLD_MS) { // a stall not recorded yet (a block inside a poll callback)
+    return n === 0 || loop.lastTickAt - TICK_MS - (stalls[n - 1] as { endedAt: number }).endedAt > ONE_OFF_MS ? now + overdue : now
+  }
+  if (n === 0) return now
+  const last = stalls[n - 1] as { startedAt: number, endedAt: number }
+  const length = last.endedAt - last.startedAt
+  if (now - last.endedAt >= length) return now
+  if (n > 1 && last.startedAt - (stalls[n - 2] as { endedAt: number }).endedAt <= ONE_OFF_MS) return now
+  return last.endedAt + length
 }
 
 function round (v: number): number {
