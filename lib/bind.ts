@@ -17,6 +17,8 @@ import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
 import { buildHealth, type HealthAnswer, type HealthKind } from './health'
+import { createQueueController, type QueueController } from './overload'
+import { acceptQueueReader } from './accept-queue'
 
 /** Stall detection, load shedding and health: the parts that watch the process, not a request. */
 export interface WatchOptions {
@@ -55,7 +57,19 @@ function onServerTimeout (this: BoundServer, socket: Socket): void {
 
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
-  if (binding !== undefined) binding.guard.listeningAt = performance.now()
+  if (binding === undefined) return
+  binding.guard.listeningAt = performance.now()
+  if (binding.guard.queue !== null) watchAcceptQueue(this, binding.guard.queue)
+}
+
+function onConnection (this: BoundServer): void {
+  this[kGuard]?.guard.queue?.onConnection()
+}
+
+/** Points the controller at this server's listening socket (Linux: /proc/net/tcp{,6}; elsewhere none). */
+function watchAcceptQueue (server: Server, queue: QueueController): void {
+  const address = server.address()
+  queue.acceptQueue = address !== null && typeof address === 'object' ? acceptQueueReader(address.port, address.family === 'IPv6' ? 6 : 4) : null
 }
 
 export function checkServer (server: unknown): asserts server is Server {
@@ -102,6 +116,21 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   if (options.pressure !== false) {
     guard.stall = sampler
     guard.pressure = pressure
+    let queue: QueueController | null
+    try {
+      queue = createQueueController(options.pressure, guard.options.retryAfter)
+    } catch (err) {
+      pressure.close()
+      watchdog?.release()
+      sampler.release()
+      throw err
+    }
+    if (queue !== null) {
+      queue.loop = sampler
+      guard.queue = queue
+      guard.queueRefusal = { error: queue.error, cause: 'capacity', close: false }
+      if (server.listening) watchAcceptQueue(server, queue)
+    }
   }
   const planJson = JSON.parse(JSON.stringify(plan)) as unknown
   guard.healthOf = (kind) => buildHealth(kind, {
@@ -115,6 +144,7 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
   server.on('listening', onListening)
+  server.on('connection', onConnection)
   const binding: Binding = {
     server,
     guard,
@@ -127,12 +157,14 @@ export function bindServer (server: Server, options: HangupGuardOptions, extraKe
       if (target[kGuard] !== binding) return
       server.removeListener('timeout', onServerTimeout)
       server.removeListener('listening', onListening)
+      server.removeListener('connection', onConnection)
       applied.restore()
       pressure.close()
       watchdog?.release()
       sampler.release()
       guard.stall = null
       guard.pressure = null
+      guard.queue = null
       delete target[kGuard]
     }
   }

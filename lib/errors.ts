@@ -109,6 +109,8 @@ export const HG_ERR_REQUEST_BODY_TIMEOUT = createError<[number]>(
   'HG_ERR_REQUEST_BODY_TIMEOUT', 'The request body did not arrive within %d ms', 408)
 export const HG_ERR_OVERLOADED = createError<[string]>(
   'HG_ERR_OVERLOADED', 'The server is under pressure (%s); retry later', 503)
+export const HG_ERR_AT_CAPACITY = createError(
+  'HG_ERR_AT_CAPACITY', 'The server is at capacity: requests wait longer than its queueing target before a handler runs; retry later', 503)
 export const HG_ERR_STALLED = createError<[number]>(
   'HG_ERR_STALLED', 'The request waited behind a %d ms event-loop stall, longer than its budget; retry', 503)
 export const HG_ERR_CLIENT_GONE = createError<[number]>(

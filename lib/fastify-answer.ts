@@ -10,6 +10,7 @@ import { type AnswerOptions, neutralize, problemOf, sendAnswer } from './answer'
 import type { HangupGuardError } from './errors'
 import type { Pending } from './pending'
 import { kRoute, type RouteConfigSlots } from './fastify-options'
+import { kProblemBody } from './symbols'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
@@ -48,7 +49,8 @@ export function answerPayload (reply: FastifyReply, err: HangupGuardError, opts:
   if (opts.close === true) reply.header('connection', 'close')
   if (appFormatsErrors(reply)) return err
   reply.header('content-type', PROBLEM_CONTENT_TYPE)
-  return JSON.stringify(problemOf(err))
+  // A shared, preformatted error (the capacity refusal) carries its body: nothing to build.
+  return (err as unknown as Record<symbol, string | undefined>)[kProblemBody] ?? JSON.stringify(problemOf(err))
 }
 
 /**

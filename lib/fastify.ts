@@ -138,6 +138,10 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   }
   if (record.source === 'health') { done(); return }
   const guard = door.guard
+  if (guard.clientLeft(request.raw)) {
+    reply.hijack() // no answer: the client is gone
+    return
+  }
   const now = performance.now()
   const budget = guard.budgetFor(request.raw, record.budget)
   const refusal = guard.verdict(budget, now)
@@ -213,6 +217,13 @@ async function install (app: FastifyInstance, options: FastifyHangupGuardOptions
     stats: () => guard.snapshot(),
     health: (kind: HealthKind = 'readiness') => binding.health(kind),
     drain: (drainOptions?: DrainOptions) => startDrain(server, guard, drainOptions)
+  }
+  if (guard.queue !== null) {
+    // One log line per change of the shedding state, never one per refusal.
+    guard.queue.onChange = (e) => {
+      if (e.shedding) app.log.warn({ hangupGuard: 'shedding', delayMs: e.delayMs, targetMs: e.targetMs }, 'hangup-guard: standing queue, shedding requests above the queueing target')
+      else app.log.info({ hangupGuard: 'shedding-stopped', delayMs: e.delayMs, targetMs: e.targetMs }, 'hangup-guard: queue drained, shedding stopped')
+    }
   }
   app.decorate('hangupGuard', handle)
   app.decorateRequest('deadline', null)

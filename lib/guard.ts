@@ -19,6 +19,7 @@ import type { TimeoutPlan } from './plan'
 import { kPending } from './symbols'
 import { type HealthAnswer, type HealthKind, serializeHealth } from './health'
 import type { DrainRun, DrainState } from './drain'
+import type { QueueController } from './overload'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
 export interface StallSource {
@@ -57,6 +58,10 @@ export class Guard implements PendingOwner {
   readonly stats: Stats
   stall: StallSource | null = null
   pressure: PressureSource | null = null
+  /** The queueing-delay controller (lib/overload.ts), set by bind.ts; null: off. */
+  queue: QueueController | null = null
+  /** The one refusal the controller's verdict returns (no allocation per refusal). */
+  queueRefusal: Refusal | null = null
   answerer: Answerer = rawAnswer
   drainPhase: DrainPhaseValue = DrainPhase.None
   /** performance.now() when the server started listening (bind.ts keeps it current). */
@@ -100,12 +105,27 @@ export class Guard implements PendingOwner {
     if (this.pressure !== null && this.pressure.reason !== null) {
       return { error: new HG_ERR_OVERLOADED(this.pressure.reason), cause: 'overload', close: false }
     }
+    if (this.queue !== null && this.queue.shouldShed(now)) return this.queueRefusal
     return null
+  }
+
+  /**
+   * A client that already closed its side before its handler would run: no handler, no answer
+   * (counted under clientGone). True when the adapter must drop the request.
+   */
+  clientLeft (req: IncomingMessage): boolean {
+    const socket = req.socket
+    if (socket === null || !(socket.readableEnded || socket.destroyed)) return false
+    this.stats.requests++
+    this.stats.record('client-gone', 'client-gone', null, null, req.method ?? '', req.url ?? '', pathOf(req.url), 0)
+    socket.destroy()
+    return true
   }
 
   /** Counts and reports a refusal answered by an adapter (the request counts as seen, once). */
   recordRefusal (req: IncomingMessage, refusal: Refusal, statusCode: number, route: string | null): void {
     if (pendingOf(req) === undefined) this.stats.requests++
+    if (refusal.cause === 'capacity' && !this.stats.observed) { this.stats.answeredCapacity++; return } // no incident to build
     this.stats.record('answered', refusal.cause, statusCode, refusal.error.code, req.method ?? '', req.url ?? '', route ?? pathOf(req.url), 0)
   }
 
@@ -254,11 +274,15 @@ export class Guard implements PendingOwner {
 
   /** Counters with the drain phase (docs/api.md#counters). */
   snapshot (): StatsSnapshot {
-    return this.stats.snapshot(this.drainState())
+    return this.stats.snapshot(this.drainState(), this.queue === null ? null : this.queue.state())
   }
 
   /** Refuses a request with an explicit answer on a raw response (plain http). */
   refuseRaw (req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
+    if (refusal === this.queueRefusal && this.drainPhase === DrainPhase.None && this.queue !== null && this.queue.sendRaw(req, res)) {
+      this.recordRefusal(req, refusal, 503, null)
+      return
+    }
     const status = refusal.error.statusCode
     sendAnswer(req, res, refusal.error, { retryAfter: this.options.retryAfter, close: refusal.close || this.drainPhase !== DrainPhase.None })
     this.recordRefusal(req, refusal, status, null)

@@ -51,6 +51,7 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
     guard.serveHealthRaw(req, res, health)
     return false
   }
+  if (guard.clientLeft(req)) return false
   const now = performance.now()
   const budget = guard.budgetFor(req)
   const refusal = guard.verdict(budget, now)

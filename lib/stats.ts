@@ -6,6 +6,7 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import type { DrainState } from './drain'
+import type { QueueState } from './overload'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
 export const INCIDENT_CHANNEL = 'hangup-guard:incident'
@@ -16,7 +17,8 @@ export type IncidentCause =
   | 'deadline' // the handler budget was spent
   | 'socket-timeout' // the connection was inactive for `timeout` ms with a request in flight
   | 'body-timeout' // the request body stopped arriving
-  | 'overload' // pressure thresholds crossed
+  | 'overload' // a hard limit crossed (heap, RSS, healthCheck, or a threshold you set)
+  | 'capacity' // a standing queue: the request's estimated queueing delay was above the target
   | 'stall' // the request waited behind an event-loop stall longer than its budget
   | 'draining' // the server is shutting down
   | 'shutdown' // the drain's hard deadline passed
@@ -56,6 +58,7 @@ export interface StatsSnapshot {
     readonly socketTimeout: number
     readonly bodyTimeout: number
     readonly overload: number
+    readonly capacity: number
     readonly stall: number
     readonly draining: number
     readonly shutdown: number
@@ -70,6 +73,8 @@ export interface StatsSnapshot {
   readonly healthChecks: number
   /** Drain phase ('serving' until a drain starts) and its times. */
   readonly drain: DrainState
+  /** The queueing-delay controller (docs/overload.md); null with `pressure: false` or `queueTarget: false`. */
+  readonly queue: QueueState | null
 }
 
 /** Mutable counters behind a guard; `snapshot()` gives the frozen, documented shape. */
@@ -80,6 +85,7 @@ export class Stats {
   answeredSocketTimeout = 0
   answeredBodyTimeout = 0
   answeredOverload = 0
+  answeredCapacity = 0
   answeredStall = 0
   answeredDraining = 0
   answeredShutdown = 0
@@ -105,6 +111,7 @@ export class Stats {
         case 'socket-timeout': this.answeredSocketTimeout++; break
         case 'body-timeout': this.answeredBodyTimeout++; break
         case 'overload': this.answeredOverload++; break
+        case 'capacity': this.answeredCapacity++; break
         case 'stall': this.answeredStall++; break
         case 'draining': this.answeredDraining++; break
         default: this.answeredShutdown++
@@ -130,7 +137,12 @@ export class Stats {
     }
   }
 
-  snapshot (drain: DrainState): StatsSnapshot {
+  /** True when an incident object would be read by someone (build it only then). */
+  get observed (): boolean {
+    return this.onIncident !== null || incidentChannel.hasSubscribers
+  }
+
+  snapshot (drain: DrainState, queue: QueueState | null = null): StatsSnapshot {
     return Object.freeze({
       requests: this.requests,
       inFlight: this.inFlight,
@@ -139,6 +151,7 @@ export class Stats {
         socketTimeout: this.answeredSocketTimeout,
         bodyTimeout: this.answeredBodyTimeout,
         overload: this.answeredOverload,
+        capacity: this.answeredCapacity,
         stall: this.answeredStall,
         draining: this.answeredDraining,
         shutdown: this.answeredShutdown
@@ -147,7 +160,8 @@ export class Stats {
       clientGone: Object.freeze({ count: this.clientGone, wastedMs: Math.round(this.wastedMs) }),
       idleClosed: this.idleClosed,
       healthChecks: this.healthChecks,
-      drain
+      drain,
+      queue
     })
   }
 }

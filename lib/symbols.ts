@@ -2,3 +2,4 @@
 export const kGuard = Symbol('hangup-guard.server.guard')
 export const kPending = Symbol('hangup-guard.request.pending')
 export const kAnswered = Symbol('hangup-guard.response.answered')
+export const kProblemBody = Symbol('hangup-guard.error.problemBody')

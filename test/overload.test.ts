@@ -1,0 +1,229 @@
+/**
+ * The queueing-delay controller, proven deterministically: the clock, the loop's ticks and the
+ * accept-queue depth are injected; no sockets, no timers.
+ */
+import t from 'tap'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import {
+  QueueController, createQueueController, DEFAULT_QUEUE_TARGET_MS, DEFAULT_QUEUE_INTERVAL_MS, ACCEPT_READ_MS,
+  SHEDDING_CHANNEL, type LoopClock, type SheddingEvent
+} from '../lib/overload'
+import type { AcceptQueueReader } from '../lib/accept-queue'
+import { TICK_MS } from '../lib/sampler'
+
+interface FakeLoop { lastTickAt: number, lastTickGapMs: number, stalls: Array<{ startedAt: number, endedAt: number }> }
+
+/** A loop whose last stall ended long ago, unless `stalls` says otherwise. */
+function loopAt (lastTickAt: number, gap = TICK_MS): FakeLoop {
+  return { lastTickAt, lastTickGapMs: gap, stalls: [{ startedAt: -10_000, endedAt: -9_000 }] }
+}
+
+/** A loop under sustained overload: its last iterations were all long (recorded as stalls). */
+function busyLoop (lastTickAt: number): FakeLoop {
+  return { lastTickAt, lastTickGapMs: TICK_MS, stalls: [{ startedAt: lastTickAt - 700, endedAt: lastTickAt - 400 }, { startedAt: lastTickAt - 300, endedAt: lastTickAt }] }
+}
+
+function fakeQueue (depths: Array<number | null>): AcceptQueueReader & { calls: number } {
+  const r = {
+    calls: 0,
+    reads: 0,
+    costMs: 0,
+    depth (): number | null {
+      r.reads++
+      r.costMs += 0.25
+      return depths[Math.min(r.calls++, depths.length - 1)] ?? null
+    }
+  }
+  return r
+}
+
+function controller (loop: LoopClock | null, target = 250, interval = 100): { q: QueueController, events: SheddingEvent[] } {
+  const q = new QueueController(target, interval)
+  q.loop = loop
+  const events: SheddingEvent[] = []
+  q.onChange = (e) => events.push(e)
+  return { q, events }
+}
+
+t.test('defaults: target 250 ms over a 100 ms interval; false or 0 turns the controller off; bad values are coded errors', async (t) => {
+  const q = createQueueController(undefined)!
+  t.equal(q.targetMs, DEFAULT_QUEUE_TARGET_MS)
+  t.equal(q.intervalMs, DEFAULT_QUEUE_INTERVAL_MS)
+  t.same([DEFAULT_QUEUE_TARGET_MS, DEFAULT_QUEUE_INTERVAL_MS], [250, 100])
+  t.equal(createQueueController({ queueTarget: '80ms', queueInterval: '1s' })!.intervalMs, 1000)
+  t.equal(createQueueController({ queueTarget: false }), null)
+  t.equal(createQueueController({ queueTarget: 0 }), null)
+  t.throws(() => createQueueController({ queueTarget: 'soon' }), { code: 'HG_ERR_OPT_DURATION', message: /pressure\.queueTarget/ })
+  t.throws(() => createQueueController({ queueInterval: 0 }), { code: 'HG_ERR_OPT_TYPE', message: /pressure\.queueInterval/ })
+})
+
+t.test('an idle loop is never shed, however many requests', async (t) => {
+  const loop = loopAt(1000)
+  const { q, events } = controller(loop)
+  for (let now = 1000; now < 3000; now += 1) {
+    loop.lastTickAt = now - (now % TICK_MS)
+    t.equal(q.shouldShed(now), false)
+    if (t.passing() === false) break
+  }
+  t.equal(q.shed, 0)
+  t.same(events, [])
+  t.equal(q.state().shedShare, 0)
+})
+
+t.test('a standing queue in the loop: shed only after the interval, only above the target; one event per state change', async (t) => {
+  const loop = busyLoop(0)
+  const { q, events } = controller(loop)
+  // The current iteration has run 300 ms past its tick: a request read now waited >= 300 ms.
+  const at = TICK_MS + 300
+  t.equal(q.estimate(at), 300)
+  t.equal(q.shouldShed(at), false, 'first time above the target: the interval starts')
+  t.equal(q.shouldShed(at + 99), false, 'still within the interval')
+  t.equal(q.shouldShed(at + 100), true, 'above the target for the whole interval: shed')
+  for (let i = 1; i <= 50; i++) q.shouldShed(at + 100 + i)
+  t.equal(q.shed, 51)
+  t.same(events, [{ shedding: true, delayMs: 400, targetMs: 250 }], 'one event, not one per refusal')
+  // The loop gets back to its timers: the next request's estimate is below the target.
+  loop.lastTickAt = at + 200
+  t.equal(q.shouldShed(at + 205), false, 'the queue drained: admitted at once')
+  t.equal(q.shedding, false)
+  t.equal(events.length, 2)
+  t.same(events[1], { shedding: false, delayMs: 0, targetMs: 250 })
+  t.equal(q.state().shedShare, Math.round(51 / 54 * 1000) / 1000)
+})
+
+t.test('a request below the target resets the clock: CoDel sheds a queue that persists, not a peak', async (t) => {
+  const loop = busyLoop(0)
+  const { q } = controller(loop)
+  let shed = 0
+  // Every 80 ms one estimate falls below the target (the queue emptied): never a whole interval above.
+  for (let now = 300; now < 3000; now += 10) {
+    loop.lastTickAt = now % 80 === 0 ? now - TICK_MS : now - TICK_MS - 300
+    if (q.shouldShed(now)) shed++
+  }
+  t.equal(shed, 0)
+})
+
+t.test('back-to-back iterations: requests at the start of a batch waited half the previous iteration', async (t) => {
+  const loop = loopAt(1000, 620) // the previous iteration ran 600 ms late
+  const { q } = controller(loop)
+  t.equal(q.estimate(1000), 300, 'no overrun yet, (620 - 20) / 2 from the previous iteration')
+  loop.lastTickGapMs = TICK_MS + 4
+  t.equal(q.estimate(1000), 0, 'a tick a few ms late is no batch')
+})
+
+t.test("a stall's backlog is a burst: served while the queue drains, shed only if it persists past the stall's length", async (t) => {
+  // The loop was blocked 1500 ms; its tick ran at 11500; then the queued requests arrive.
+  const loop: FakeLoop = { lastTickAt: 11_500, lastTickGapMs: 1500, stalls: [{ startedAt: 10_020, endedAt: 11_500 }] }
+  const { q, events } = controller(loop)
+  let shed = 0
+  for (let now = 11_500; now < 11_500 + 1480; now += 5) {
+    loop.lastTickAt = now - 10 // the drain runs iterations 600 ms late: about 300 ms of wait each
+    loop.lastTickGapMs = 620
+    if (q.shouldShed(now)) shed++
+  }
+  t.equal(shed, 0, 'nothing shed while the backlog had as long as the stall to drain')
+  t.equal(q.shouldShed(11_500 + 1480 + 100), true, 'a queue still standing after that is shed')
+  t.equal(events.length, 1)
+})
+
+t.test('under a sustained overload a long iteration is no burst: the clock starts at once', async (t) => {
+  const loop = busyLoop(10_000)
+  loop.lastTickGapMs = 320
+  const { q } = controller(loop)
+  t.equal(q.shouldShed(10_000 + TICK_MS + 100), false)
+  t.equal(q.shouldShed(10_000 + TICK_MS + 200), true, 'one interval later')
+})
+
+t.test('a stall still in progress (a block inside a poll callback, tick overdue) is a burst too', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  t.equal(q.shouldShed(1500), false)
+  t.equal(q.shouldShed(1650), false, 'not shed 150 ms later: the backlog of a 1.5 s block gets 1.5 s')
+  loop.lastTickAt = 1500
+  t.equal(q.shouldShed(1700), false, 'once the tick ran, the estimate falls')
+})
+
+t.test('accept queue: depth x time between accepts (Little), decremented per accept between reads', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  const reader = fakeQueue([0, 40, 40, 0])
+  q.acceptQueue = reader
+  loop.lastTickAt = 1000
+  t.equal(q.estimate(1000), 0, 'no accept yet: not busy with connections, no read')
+  t.equal(reader.calls, 0)
+  for (let i = 0; i < 10; i++) q.onConnection()
+  t.equal(q.estimate(1000), 0, 'first read: depth 0')
+  t.equal(reader.calls, 1)
+  for (let i = 0; i < 10; i++) q.onConnection()
+  loop.lastTickAt = 1000 + ACCEPT_READ_MS - 1
+  t.equal(q.estimate(1000 + ACCEPT_READ_MS - 1), 0, 'rate-limited: no read before ACCEPT_READ_MS')
+  t.equal(reader.calls, 1)
+  loop.lastTickAt = 1000 + ACCEPT_READ_MS
+  t.equal(q.estimate(1000 + ACCEPT_READ_MS), 40 * (ACCEPT_READ_MS / 10), '40 waiting, one accept every 5 ms: 200 ms')
+  t.equal(q.state().acceptQueueDepth, 40)
+  for (let i = 0; i < 20; i++) q.onConnection()
+  loop.lastTickAt = 1000 + ACCEPT_READ_MS + 10
+  t.equal(q.estimate(1000 + ACCEPT_READ_MS + 10), 20 * 5, '20 accepted since the read: 20 left')
+  t.equal(reader.calls, 2)
+  const s = q.state()
+  t.equal(s.acceptReads, 2)
+  t.equal(s.acceptReadMs, 0.5)
+  t.equal(s.acceptDelayMs, 100)
+})
+
+t.test('accept queue: no accept while connections wait means the loop did not get to them', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  q.acceptQueue = fakeQueue([3, 3])
+  for (let i = 0; i < 4; i++) q.onConnection()
+  loop.lastTickAt = 100
+  q.estimate(100)
+  loop.lastTickAt = 400
+  t.equal(q.estimate(400), 3 * 300, 'depth 3, nothing accepted for 300 ms: 900 ms')
+})
+
+t.test('accept queue unreadable (not Linux): the loop estimate alone', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  q.acceptQueue = fakeQueue([null])
+  for (let i = 0; i < 8; i++) q.onConnection()
+  t.equal(q.estimate(TICK_MS + 7), 7)
+  t.equal(q.state().acceptQueueDepth, null)
+})
+
+t.test('state changes are published on the shedding channel, and only then', async (t) => {
+  const seen: unknown[] = []
+  const fn = (m: unknown): void => { seen.push(m) }
+  diagnosticsChannel.subscribe(SHEDDING_CHANNEL, fn)
+  t.teardown(() => diagnosticsChannel.unsubscribe(SHEDDING_CHANNEL, fn))
+  const loop = busyLoop(0)
+  const q = new QueueController(50, 10)
+  q.loop = loop
+  q.shouldShed(100)
+  for (let now = 110; now < 200; now++) q.shouldShed(now)
+  loop.lastTickAt = 200
+  q.shouldShed(200)
+  t.same(seen, [{ shedding: true, delayMs: 90, targetMs: 50 }, { shedding: false, delayMs: 0, targetMs: 50 }])
+})
+
+t.test('the refusal is built once: same error, code and preformatted body every time', async (t) => {
+  const q = new QueueController(250, 100, 7)
+  t.equal(q.error.code, 'HG_ERR_AT_CAPACITY')
+  t.equal(q.error.statusCode, 503)
+  const headers: unknown[] = []
+  let body: unknown
+  const res = {
+    headersSent: false,
+    writeHead (status: number, h: unknown) { headers.push(status, h); return this },
+    end (b: unknown) { body = b }
+  }
+  t.equal(q.sendRaw({ headers: {}, method: 'GET' } as never, res as never), true)
+  t.equal(headers[0], 503)
+  t.same(headers[1], ['content-type', 'application/problem+json; charset=utf-8', 'content-length', String((body as Buffer).length), 'cache-control', 'no-store', 'retry-after', '7'])
+  t.equal(JSON.parse(String(body)).code, 'HG_ERR_AT_CAPACITY')
+  const first = headers[1]
+  q.sendRaw({ headers: {}, method: 'HEAD' } as never, res as never)
+  t.equal(headers[3], first, 'the same header list, not a copy')
+  t.equal(body, undefined, 'HEAD: no body')
+  t.equal(q.sendRaw({ headers: { accept: 'text/plain' }, method: 'GET' } as never, res as never), false, 'a text-only client gets the formatted answer instead')
+})
