@@ -10,7 +10,8 @@
 //      open-loop at 3x that; the unloaded p99 is measured first at 100 req/s.
 //  (d) 50 req/s open-loop over keep-alive, one 1.5 s event-loop stall (GET /stall).
 const path = require('node:path')
-const { fork } = require('node:child_process')
+const os = require('node:os')
+const { fork, execFileSync } = require('node:child_process')
 const { once } = require('node:events')
 const { startServer, sleep, fmt, table } = require('./lib')
 const { makeCgroup, removeCgroup } = require('./cgroup')
@@ -32,6 +33,18 @@ function config (quick) {
     stall: { rps: 50, durationMs: 3500, atMs: 1000, ms: 1500, timeoutMs: 5000, afterMs: 50 }
   }
 }
+
+function commit () {
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: __dirname, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'lib'], { cwd: __dirname, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== ''
+    return `${head}${dirty ? ' (lib/ modified)' : ''}`
+  } catch {
+    return 'unknown (not a git checkout)'
+  }
+}
+// The machine is shared: other work running during a scenario shows here.
+const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ')
 
 /** The load generator: one process for the whole section. */
 async function startClient () {
@@ -81,8 +94,22 @@ async function measure (server, client, job, settleMs) {
   const { report, settled } = await settle(server, settleMs)
   const phase = report.phases[job.phase] ?? { started: 0, late: 0, lateWork: 0, waitP50: null }
   const lateWorkAtEnd = during.phases[job.phase]?.lateWork ?? 0
-  return { ...result, server: phase, settled, lateWorkAtEnd, queuedAtEnd: during.queued, cpuPerS: (during.cpuUs - before.cpuUs) / 1000 / Math.max(1, during.at - before.at), stall: report.stall, stats: report.stats }
+  const guardDelta = report.stats === null ? null : statsDelta(before.stats, report.stats)
+  return { ...result, server: phase, settled, lateWorkAtEnd, queuedAtEnd: during.queued, guardDelta, cpuPerS: (during.cpuUs - before.cpuUs) / 1000 / Math.max(1, during.at - before.at), stall: report.stall, stats: report.stats }
 }
+
+/** The guard's own counters for one run (those of stats() that this version has). */
+const GUARD_COUNTERS = [['answered', 'capacity'], ['answered', 'overload'], ['answered', 'stall'], ['clientGone', 'count']]
+function statsDelta (before, after) {
+  const out = {}
+  for (const [group, key] of GUARD_COUNTERS) {
+    const b = before?.[group]?.[key]
+    const a = after?.[group]?.[key]
+    if (typeof a === 'number') out[`${group}.${key}`] = a - (b ?? 0)
+  }
+  return out
+}
+const describeDelta = (d) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ')
 
 const pct = (x, of) => of > 0 ? `${(100 * x / of).toFixed(0)}%` : '-'
 const ms = (x) => x === null ? '-' : fmt(x, 0)
@@ -143,6 +170,7 @@ function printCpuTable (key, c, results) {
     rows.push([r.spec.label, load.offered, fmt(capacity, 0), load.served, pct(load.served, capacity), pct(load.served, bareCapacity), load.shed503, load.timeouts, load.hangUps, others(load),
       load.server.late, pct(load.server.late, load.offered), ms(load.p50), ms(load.p99), ms(load.server.waitP50), fmt(load.cpuPerS, 3), load.settled ? 'yes' : 'NO'])
     notes.push(...errorNotes(r.spec.label, load), ...errorNotes(`${r.spec.label} (capacity run)`, r[key].cap))
+    if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
     if (r[key].cap.timeouts + r[key].cap.shed503 + r[key].cap.hangUps > 0) {
       notes.push(`${r.spec.label}: the capacity run (2 clients) saw ${r[key].cap.shed503} 503, ${r[key].cap.timeouts} timeouts, ${r[key].cap.hangUps} hang ups`)
     }
@@ -188,6 +216,7 @@ function printIoTable (c, results) {
       load.server.late, load.lateWorkAtEnd, load.queuedAtEnd, ms(load.p50), ms(load.p99), fmt(unloaded.p99, 1), fmt(worst / unloaded.p99, 2)])
     perSecond.push([r.spec.label, ...load.perSecond.map((s) => `${ms(s.p99)} (${s.served})`)])
     notes.push(...errorNotes(r.spec.label, load))
+    if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
   }
   table(rows)
   console.log(`dependency capacity = ${c.capacityRps} req/s x ${c.durationMs / 1000} s = ${capacity}; dep calls after give-up = dependency slots taken ` +
@@ -273,7 +302,7 @@ function summary (a, c, d, cfg) {
 async function run ({ quick }) {
   const cfg = config(quick)
   const q = `cpu.cfs_quota_us ${QUOTA.quotaUs} / cpu.cfs_period_us ${QUOTA.periodUs} (${QUOTA.quotaUs / QUOTA.periodUs} CPU)`
-  console.log(`node ${process.version} (servers and client), ${require('node:os').cpus().length} CPUs; servers: ${SERVERS.map((s) => s.label).join(', ')} (hangup-guard and under-pressure: defaults, under-pressure maxEventLoopDelay 1000)`)
+  console.log(`code: ${commit()}; node ${process.version} (servers and client), ${os.cpus().length} CPUs, load average ${loadavg()} at start; servers: ${SERVERS.map((s) => s.label).join(', ')} (hangup-guard and under-pressure: defaults, under-pressure maxEventLoopDelay 1000)`)
   const client = await startClient()
   const interrupted = () => { console.error('overload: interrupted, stopping servers and removing cgroups'); process.exit(130) }
   process.once('SIGINT', interrupted)
@@ -283,7 +312,7 @@ async function run ({ quick }) {
     console.log(`\n-- (a) new connection per request / (b) keep-alive: ${q}, handler ~${cpu.cpuMs} ms of CPU, ${cpu.clients} closed-loop clients, ` +
       `client timeout ${cpu.timeoutMs} ms, ${cpu.durationMs / 1000} s; capacity: ${cpu.capacityClients} clients, ${cpu.capacityMs / 1000} s, guard running --`)
     let t0 = Date.now()
-    const took = () => { const s = ((Date.now() - t0) / 1000).toFixed(0); t0 = Date.now(); return `(${s} s)` }
+    const took = () => { const s = ((Date.now() - t0) / 1000).toFixed(0); t0 = Date.now(); return `(${s} s; load average ${loadavg()})` }
     const a = await cpuLimited(cpu, client)
     if (a.skipped !== undefined) {
       console.log(`SKIPPED (a) and (b): ${a.skipped}`)
