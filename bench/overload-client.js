@@ -7,7 +7,7 @@
 //        closed: { clients } | open: { rate }, stall?: { atMs, ms }, records? }
 // Both loops are bounded in time (durationMs, then at most timeoutMs for the last answers) and count.
 const http = require('node:http')
-const { performance } = require('node:perf_hooks')
+const { performance, monitorEventLoopDelay } = require('node:perf_hooks')
 
 const MAX_REQUESTS = 100_000
 const HANG_UP = new Set(['ECONNRESET', 'EPIPE'])
@@ -68,6 +68,11 @@ async function runJob (job) {
   const servedMs = []
   const perSecond = [] // by the second the request was sent in: { offered, servedMs: [] }
   const records = []
+  // The generator's own health: its loop delay (late timeouts, late sends) and, open loop, how late
+  // requests left compared with their schedule.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 })
+  loopDelay.enable()
+  let maxSendLagMs = 0
   const t0 = Date.now()
   const endAt = t0 + job.durationMs
   const record = (outcome, ms, sentAt, code) => {
@@ -110,6 +115,7 @@ async function runJob (job) {
     await new Promise((resolve) => {
       const tick = setInterval(() => {
         const due = Math.min(total, Math.floor((Date.now() - t0) * job.open.rate / 1000))
+        if (counts.offered < due) maxSendLagMs = Math.max(maxSendLagMs, Date.now() - (t0 + counts.offered * 1000 / job.open.rate))
         while (counts.offered < due) inFlight.push(one())
         if (counts.offered >= total || Date.now() >= endAt + 1000) { clearInterval(tick); resolve() }
       }, 1)
@@ -118,6 +124,7 @@ async function runJob (job) {
   }
   const stallOutcome = stallRequest === null ? null : await stallRequest
   if (agent !== false) agent.destroy()
+  loopDelay.disable()
   const sorted = servedMs.sort((a, b) => a - b)
   return {
     ...counts,
@@ -126,7 +133,8 @@ async function runJob (job) {
     perSecond: perSecond.map((s) => ({ offered: s?.offered ?? 0, served: s?.servedMs.length ?? 0, p99: percentile((s?.servedMs ?? []).sort((a, b) => a - b), 99) })),
     records: job.records ? records : undefined,
     stallOutcome,
-    t0
+    t0,
+    generator: { loopDelayP99Ms: loopDelay.percentile(99) / 1e6, loopDelayMaxMs: loopDelay.max / 1e6, maxSendLagMs: job.open === undefined ? null : maxSendLagMs }
   }
 }
 

@@ -111,6 +111,7 @@ function statsDelta (before, after) {
 }
 const describeDelta = (d) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ')
 
+const gen = (r) => `${fmt(r.generator.loopDelayP99Ms, 0)}/${fmt(r.generator.loopDelayMaxMs, 0)}`
 const pct = (x, of) => of > 0 ? `${(100 * x / of).toFixed(0)}%` : '-'
 const ms = (x) => x === null ? '-' : fmt(x, 0)
 const others = (r) => r.otherStatus + Object.values(r.errors).reduce((a, b) => a + b, 0)
@@ -162,13 +163,13 @@ async function cpuLimited (c, client) {
 
 function printCpuTable (key, c, results) {
   const bareCapacity = results.find((r) => r.spec.mode === 'bare')?.[key].capacity ?? NaN
-  const rows = [['server', 'offered', 'capacity', 'served in time', 'served/cap', 'served/bare cap', '503', 'client timeouts', 'hang ups', 'other',
-    'handled after give-up', '(% offered)', 'p50 ms', 'p99 ms', 'server wait p50 ms', 'server CPU s/s', 'drained']]
+  const rows = [['server', 'offered', 'capacity', 'cap run CPU s/s', 'served in time', 'served/cap', 'served/bare cap', '503', 'client timeouts', 'hang ups', 'other',
+    'handled after give-up', '(% offered)', 'p50 ms', 'p99 ms', 'server wait p50 ms', 'server CPU s/s', 'drained', 'client loop delay p99/max ms']]
   const notes = []
   for (const r of results) {
     const { capacity, load } = r[key]
-    rows.push([r.spec.label, load.offered, fmt(capacity, 0), load.served, pct(load.served, capacity), pct(load.served, bareCapacity), load.shed503, load.timeouts, load.hangUps, others(load),
-      load.server.late, pct(load.server.late, load.offered), ms(load.p50), ms(load.p99), ms(load.server.waitP50), fmt(load.cpuPerS, 3), load.settled ? 'yes' : 'NO'])
+    rows.push([r.spec.label, load.offered, fmt(capacity, 0), fmt(r[key].cap.cpuPerS, 3), load.served, pct(load.served, capacity), pct(load.served, bareCapacity), load.shed503, load.timeouts, load.hangUps, others(load),
+      load.server.late, pct(load.server.late, load.offered), ms(load.p50), ms(load.p99), ms(load.server.waitP50), fmt(load.cpuPerS, 3), load.settled ? 'yes' : 'NO', gen(load)])
     notes.push(...errorNotes(r.spec.label, load), ...errorNotes(`${r.spec.label} (capacity run)`, r[key].cap))
     if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
     if (r[key].cap.timeouts + r[key].cap.shed503 + r[key].cap.hangUps > 0) {
@@ -178,7 +179,8 @@ function printCpuTable (key, c, results) {
   table(rows)
   console.log(`capacity = served by ${c.capacityClients} closed-loop clients in ${c.capacityMs / 1000} s, scaled to the ${c.durationMs / 1000} s run; ` +
     'handled after give-up = handlers that started more than the client timeout after the client sent (server side); ' +
-    'server wait = handler start - client send; drained = the server went idle after the run (its counts are final)')
+    'server wait = handler start - client send; CPU s/s = server process CPU per wall second (the quota is 0.25: a capacity run below it did not keep the server busy); ' +
+    'drained = the server went idle after the run (its counts are final)')
   for (const n of notes) console.log(`  ${n}`)
 }
 
@@ -206,14 +208,14 @@ async function ioBound (c, client) {
 function printIoTable (c, results) {
   const capacity = c.capacityRps * c.durationMs / 1000
   const rows = [['server', 'offered', 'served in time', 'served/dep cap', '503', 'client timeouts', 'hang ups', 'other',
-    'handled after give-up', 'dep calls after give-up', 'still queued at end', 'p50 ms', 'p99 ms', 'unloaded p99 ms', 'worst 1 s p99 / unloaded']]
+    'handled after give-up', 'dep calls after give-up', 'still queued at end', 'p50 ms', 'p99 ms', 'unloaded p99 ms', 'worst 1 s p99 / unloaded', 'client loop delay p99/max ms', 'max send lag ms']]
   const perSecond = []
   const notes = []
   for (const r of results) {
     const { load, unloaded } = r
     const worst = worstSecond(load)
     rows.push([r.spec.label, load.offered, load.served, pct(load.served, capacity), load.shed503, load.timeouts, load.hangUps, others(load),
-      load.server.late, load.lateWorkAtEnd, load.queuedAtEnd, ms(load.p50), ms(load.p99), fmt(unloaded.p99, 1), fmt(worst / unloaded.p99, 2)])
+      load.server.late, load.lateWorkAtEnd, load.queuedAtEnd, ms(load.p50), ms(load.p99), fmt(unloaded.p99, 1), fmt(worst / unloaded.p99, 2), gen(load), fmt(load.generator.maxSendLagMs, 0)])
     perSecond.push([r.spec.label, ...load.perSecond.map((s) => `${ms(s.p99)} (${s.served})`)])
     notes.push(...errorNotes(r.spec.label, load))
     if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
@@ -261,12 +263,12 @@ function stallCounts (c, load) {
 
 function printStallTable (c, results) {
   const rows = [['server', 'offered', 'served', '503', 'client timeouts', 'hang ups', 'other', 'stall ms', 'sent during stall', 'of which served', 'of which 503',
-    `sent >= ${c.afterMs} ms after`, 'of which 503', 'last 503 sent at (ms after stall end)', 'p50 ms', 'p99 ms', 'the /stall request']]
+    `sent >= ${c.afterMs} ms after`, 'of which 503', 'last 503 sent at (ms after stall end)', 'p50 ms', 'p99 ms', 'the /stall request', 'client loop delay p99/max ms', 'max send lag ms']]
   for (const r of results) {
     const s = stallCounts(c, r.load)
     r.counts = s
     rows.push([r.spec.label, r.load.offered, r.load.served, r.load.shed503, r.load.timeouts, r.load.hangUps, others(r.load), s.stallMs, s.during, s.duringServed, s.during503,
-      s.after, s.after503, Number.isFinite(s.last503) ? String(s.last503) : '-', ms(r.load.p50), ms(r.load.p99), String(r.load.stallOutcome)])
+      s.after, s.after503, Number.isFinite(s.last503) ? String(s.last503) : '-', ms(r.load.p50), ms(r.load.p99), String(r.load.stallOutcome), gen(r.load), fmt(r.load.generator.maxSendLagMs, 0)])
   }
   table(rows)
   console.log('sent = the client\'s send time, compared with the stall\'s start and end as the server clocked them (Date.now(), same machine)')
