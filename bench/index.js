@@ -1,5 +1,5 @@
 'use strict'
-// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify]
+// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|overload]
 // Every figure is a ratio or a difference measured side by side in this run (the machine is shared
 // and noisy): never an absolute time. Servers run in child processes (bench/server.js).
 // Exit code: 1 when a correctness check fails (a leaked deadline, a request left in flight, a wrong
@@ -11,7 +11,8 @@ const SECTIONS = {
   deadline: require('./deadline'),
   memory: require('./memory'),
   stall: require('./stall'),
-  fastify: require('./fastify')
+  fastify: require('./fastify'),
+  overload: require('./overload')
 }
 
 async function main () {
