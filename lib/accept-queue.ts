@@ -11,7 +11,7 @@
  */
 import { openSync, readSync, closeSync } from 'node:fs'
 
-/** Bytes per read: ~27 rows of 150 bytes. */
+/** Bytes per read(): one page, ~27 rows of 150 bytes. */
 const CHUNK = 4096
 
 export interface AcceptQueueReader {
@@ -64,7 +64,8 @@ export function readDepth (path: string, hexPort: string): number | null {
     let carry = 0 // bytes of an incomplete row kept at the start of the buffer
     let header = true
     for (;;) {
-      const n = readSync(fd, buffer, carry, buffer.length - carry, null)
+      // One page at a time: the kernel formats only the rows it hands out.
+      const n = readSync(fd, buffer, carry, Math.min(CHUNK, buffer.length - carry), null)
       if (n === 0) return null
       const end = carry + n
       let start = 0
