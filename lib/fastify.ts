@@ -208,7 +208,7 @@ async function install (app: FastifyInstance, options: FastifyHangupGuardOptions
     ...applied.notes.map((n) => `applied: ${n}`),
     "fastify: deadlines by hangup-guard's onRequest hook (route config hangupGuard.timeout overrides; routes with Fastify's handlerTimeout keep Fastify's).",
     underPressure !== null
-      ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's pressure verdict (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
+      ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's hard limits only, the queueing-delay controller sheds in the core (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
       : options.underPressure === false ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
   ]
   const handle: FastifyHangupGuard = {
