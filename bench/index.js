@@ -20,7 +20,7 @@ async function main () {
   for (const name of args.only ?? []) {
     if (!(name in SECTIONS)) throw Object.assign(new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`), { usage: true })
   }
-  const watchdogMs = args.quick ? 120_000 : 360_000
+  const watchdogMs = args.quick ? 240_000 : 600_000 // overload alone: ~2 min quick, ~3 min full
   const watchdog = setTimeout(async () => {
     console.error(`bench: still running after ${watchdogMs / 1000} s, stopping`)
     await stopAllChildren()
