@@ -112,6 +112,15 @@ function statsDelta (before, after) {
 const describeDelta = (d) => Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ')
 
 const gen = (r) => `${fmt(r.generator.loopDelayP99Ms, 0)}/${fmt(r.generator.loopDelayMaxMs, 0)}`
+// Past these, the load generator itself was late (a busy machine): its timeouts fired late and its
+// open-loop sends bunched up, so that row measures the machine as much as the server.
+const GENERATOR_LATE = { loopDelayP99Ms: 50, maxSendLagMs: 100 }
+function generatorNotes (label, r) {
+  const g = r.generator
+  return g.loopDelayP99Ms > GENERATOR_LATE.loopDelayP99Ms || (g.maxSendLagMs ?? 0) > GENERATOR_LATE.maxSendLagMs
+    ? [`DOUBTFUL ${label}: the load generator was late (loop delay p99 ${fmt(g.loopDelayP99Ms, 0)} ms, send lag up to ${fmt(g.maxSendLagMs ?? 0, 0)} ms; the machine is busy)`]
+    : []
+}
 const pct = (x, of) => of > 0 ? `${(100 * x / of).toFixed(0)}%` : '-'
 const ms = (x) => x === null ? '-' : fmt(x, 0)
 const others = (r) => r.otherStatus + Object.values(r.errors).reduce((a, b) => a + b, 0)
@@ -170,7 +179,7 @@ function printCpuTable (key, c, results) {
     const { capacity, load } = r[key]
     rows.push([r.spec.label, load.offered, fmt(capacity, 0), fmt(r[key].cap.cpuPerS, 3), load.served, pct(load.served, capacity), pct(load.served, bareCapacity), load.shed503, load.timeouts, load.hangUps, others(load),
       load.server.late, pct(load.server.late, load.offered), ms(load.p50), ms(load.p99), ms(load.server.waitP50), fmt(load.cpuPerS, 3), load.settled ? 'yes' : 'NO', gen(load)])
-    notes.push(...errorNotes(r.spec.label, load), ...errorNotes(`${r.spec.label} (capacity run)`, r[key].cap))
+    notes.push(...errorNotes(r.spec.label, load), ...errorNotes(`${r.spec.label} (capacity run)`, r[key].cap), ...generatorNotes(r.spec.label, load))
     if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
     if (r[key].cap.timeouts + r[key].cap.shed503 + r[key].cap.hangUps > 0) {
       notes.push(`${r.spec.label}: the capacity run (2 clients) saw ${r[key].cap.shed503} 503, ${r[key].cap.timeouts} timeouts, ${r[key].cap.hangUps} hang ups`)
@@ -217,7 +226,7 @@ function printIoTable (c, results) {
     rows.push([r.spec.label, load.offered, load.served, pct(load.served, capacity), load.shed503, load.timeouts, load.hangUps, others(load),
       load.server.late, load.lateWorkAtEnd, load.queuedAtEnd, ms(load.p50), ms(load.p99), fmt(unloaded.p99, 1), fmt(worst / unloaded.p99, 2), gen(load), fmt(load.generator.maxSendLagMs, 0)])
     perSecond.push([r.spec.label, ...load.perSecond.map((s) => `${ms(s.p99)} (${s.served})`)])
-    notes.push(...errorNotes(r.spec.label, load))
+    notes.push(...errorNotes(r.spec.label, load), ...generatorNotes(r.spec.label, load))
     if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
   }
   table(rows)
@@ -271,6 +280,7 @@ function printStallTable (c, results) {
       s.after, s.after503, Number.isFinite(s.last503) ? String(s.last503) : '-', ms(r.load.p50), ms(r.load.p99), String(r.load.stallOutcome), gen(r.load), fmt(r.load.generator.maxSendLagMs, 0)])
   }
   table(rows)
+  for (const r of results) for (const n of generatorNotes(r.spec.label, r.load)) console.log(`  ${n}`)
   console.log('sent = the client\'s send time, compared with the stall\'s start and end as the server clocked them (Date.now(), same machine)')
 }
 
