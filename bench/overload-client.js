@@ -25,7 +25,10 @@ function send (job, agent, path, timeoutMs, done) {
     if (settled) return
     settled = true
     clearTimeout(timer)
-    done(outcome, performance.now() - t0, sentAt, body === '' ? undefined : problemCode(body))
+    const ms = performance.now() - t0
+    // An answer that completed after the timeout (this loop was late to fire the timer) is one the
+    // client would not have waited for.
+    done(typeof outcome === 'number' && ms > timeoutMs ? 'timeout' : outcome, ms, sentAt, body === '' ? undefined : problemCode(body))
   }
   const req = http.request({
     host: '127.0.0.1',
@@ -75,8 +78,9 @@ async function runJob (job) {
   let maxSendLagMs = 0
   const t0 = Date.now()
   const endAt = t0 + job.durationMs
-  const record = (outcome, ms, sentAt, code) => {
-    const second = Math.floor((sentAt - t0) / 1000)
+  // second: of the schedule (open loop: a late send still belongs to its second), or of sentAt.
+  const record = (outcome, ms, sentAt, code, scheduledSecond) => {
+    const second = scheduledSecond ?? Math.floor((sentAt - t0) / 1000)
     perSecond[second] ??= { offered: 0, servedMs: [] }
     perSecond[second].offered++
     if (job.records && records.length < MAX_REQUESTS) records.push([sentAt, outcome, Math.round(ms), code])
@@ -91,9 +95,9 @@ async function runJob (job) {
     else if (HANG_UP.has(outcome)) counts.hangUps++
     else counts.errors[outcome] = (counts.errors[outcome] ?? 0) + 1
   }
-  const one = (path = '/', timeoutMs = job.timeoutMs) => new Promise((resolve) => {
+  const one = (scheduledSecond) => new Promise((resolve) => {
     counts.offered++
-    send(job, agent, path, timeoutMs, (outcome, ms, sentAt, code) => { record(outcome, ms, sentAt, code); resolve() })
+    send(job, agent, '/', job.timeoutMs, (outcome, ms, sentAt, code) => { record(outcome, ms, sentAt, code, scheduledSecond); resolve() })
   })
 
   let stallRequest = null
@@ -116,7 +120,7 @@ async function runJob (job) {
       const tick = setInterval(() => {
         const due = Math.min(total, Math.floor((Date.now() - t0) * job.open.rate / 1000))
         if (counts.offered < due) maxSendLagMs = Math.max(maxSendLagMs, Date.now() - (t0 + counts.offered * 1000 / job.open.rate))
-        while (counts.offered < due) inFlight.push(one())
+        while (counts.offered < due) inFlight.push(one(Math.floor(counts.offered / job.open.rate)))
         if (counts.offered >= total || Date.now() >= endAt + 1000) { clearInterval(tick); resolve() }
       }, 1)
     })

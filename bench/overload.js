@@ -118,7 +118,8 @@ const GENERATOR_LATE = { loopDelayP99Ms: 50, maxSendLagMs: 100 }
 function generatorNotes (label, r) {
   const g = r.generator
   return g.loopDelayP99Ms > GENERATOR_LATE.loopDelayP99Ms || (g.maxSendLagMs ?? 0) > GENERATOR_LATE.maxSendLagMs
-    ? [`DOUBTFUL ${label}: the load generator was late (loop delay p99 ${fmt(g.loopDelayP99Ms, 0)} ms, send lag up to ${fmt(g.maxSendLagMs ?? 0, 0)} ms; the machine is busy)`]
+    ? [`DOUBTFUL ${label}: the load generator was late (loop delay p99 ${fmt(g.loopDelayP99Ms, 0)} ms` +
+      `${g.maxSendLagMs === null ? '' : `, sends up to ${fmt(g.maxSendLagMs, 0)} ms behind schedule`}; the machine is busy)`]
     : []
 }
 const pct = (x, of) => of > 0 ? `${(100 * x / of).toFixed(0)}%` : '-'
