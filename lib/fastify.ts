@@ -144,7 +144,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   }
   const now = performance.now()
   const budget = guard.budgetFor(request.raw, record.budget)
-  const refusal = guard.verdict(budget, now)
+  const refusal = guard.verdict(budget, now, request.raw.socket)
   if (refusal !== null) {
     refuse(guard, request, reply, refusal, config.url ?? null)
     return

@@ -19,7 +19,7 @@ import type { TimeoutPlan } from './plan'
 import { kPending } from './symbols'
 import { type HealthAnswer, type HealthKind, serializeHealth } from './health'
 import type { DrainRun, DrainState } from './drain'
-import type { QueueController } from './overload'
+import { QueueController } from './overload'
 
 /** Reads of the event-loop sampler the guard needs on its hot path. */
 export interface StallSource {
@@ -94,7 +94,7 @@ export class Guard implements PendingOwner {
   }
 
   /** Whether to refuse a request before any handler work, and how. null: admit. */
-  verdict (budget: number, now: number): Refusal | null {
+  verdict (budget: number, now: number, socket: Socket | null = null): Refusal | null {
     if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true }
     if (this.stall !== null && budget > 0) {
       let stalled = this.stall.backlogStallMs(now)
@@ -105,7 +105,7 @@ export class Guard implements PendingOwner {
     if (this.pressure !== null && this.pressure.reason !== null) {
       return { error: new HG_ERR_OVERLOADED(this.pressure.reason), cause: 'overload', close: false }
     }
-    if (this.queue !== null && this.queue.shouldShed(now)) return this.queueRefusal
+    if (this.queue !== null && this.queue.shouldShed(now, this.stats.inFlight, QueueController.firstOn(socket))) return this.queueRefusal
     return null
   }
 
@@ -161,6 +161,7 @@ export class Guard implements PendingOwner {
     else this.inTail = p.inPrev
     p.inPrev = p.inNext = null
     this.stats.inFlight--
+    if (this.queue !== null) this.queue.completed++
     if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
       const elapsed = performance.now() - p.start
       this.stats.record('client-gone', 'client-gone', null, null, p.req.method ?? '', p.req.url ?? '', p.route ?? pathOf(p.req.url), elapsed)

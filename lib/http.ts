@@ -54,7 +54,7 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
   if (guard.clientLeft(req)) return false
   const now = performance.now()
   const budget = guard.budgetFor(req)
-  const refusal = guard.verdict(budget, now)
+  const refusal = guard.verdict(budget, now, req.socket)
   if (refusal !== null) {
     guard.refuseRaw(req, res, refusal)
     return false

@@ -24,8 +24,10 @@ import { HG_ERR_AT_CAPACITY, HG_ERR_OPT_TYPE, type HangupGuardError } from './er
 import type { AcceptQueueReader } from './accept-queue'
 import { STALL_THRESHOLD_MS, TICK_MS } from './sampler'
 import { problemOf } from './answer'
-import { kProblemBody } from './symbols'
+import { kFreshConnection, kProblemBody } from './symbols'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { AsyncWait } from './async-wait'
 
 /** Queueing delay allowed while a standing queue lasts (ms). See docs/overload.md#target. */
 export const DEFAULT_QUEUE_TARGET_MS = 250
@@ -69,9 +71,14 @@ export interface LoopClock {
 export interface QueueState {
   /** Estimated queueing delay of the last request admitted or shed (ms). */
   readonly delayMs: number
-  /** Its parts: the loop iteration, and the kernel's accept queue (ms). */
+  /** Its parts: the loop iteration, the kernel's accept queue, and in-process waits (ms). */
   readonly loopDelayMs: number
   readonly acceptDelayMs: number
+  readonly inProcessDelayMs: number
+  /** The in-process wait allowed: half the baseline latency, at least 2 ms. */
+  readonly inProcessTargetMs: number
+  /** Baseline latency (smallest windowed mean over 30 s, Little's law); null until known. */
+  readonly minLatencyMs: number | null
   /** Accept-queue depth at the last read; null when not read (not Linux, or never busy). */
   readonly acceptQueueDepth: number | null
   readonly targetMs: number
@@ -105,8 +112,14 @@ export class QueueController {
   delayMs = 0
   loopDelayMs = 0
   acceptDelayMs = 0
+  /** In-process waits (handlers awaiting a saturated dependency): lib/async-wait.ts. */
+  readonly inProcess: AsyncWait
+  /** Requests completed (the guard's settle()): Little's law for the in-process wait. */
+  completed = 0
   // CoDel state: when the delay was first seen at or above target (-1: below), and dropping.
   firstAboveAt = -1
+  /** The last time an estimate was at or above its target. */
+  lastAboveAt = -Infinity
   shedding = false
   judged = 0
   shed = 0
@@ -122,7 +135,8 @@ export class QueueController {
   private rawHeaders: string[] = []
   private readonly rawBody: Buffer
 
-  constructor (targetMs: number, intervalMs: number, retryAfterS = 5) {
+  constructor (targetMs: number, intervalMs: number, retryAfterS = 5, inProcess = new AsyncWait()) {
+    this.inProcess = inProcess
     this.targetMs = targetMs
     this.intervalMs = intervalMs
     this.error = new HG_ERR_AT_CAPACITY()
@@ -151,13 +165,32 @@ export class QueueController {
     return true
   }
 
-  /** A connection was accepted (counts for the accept-queue estimate). */
-  onConnection (): void {
-    this.accepts++
+  /**
+   * A connection was accepted (counts for the accept-queue estimate). Its first request is the one
+   * that waited in the accept queue: later requests on a kept-alive connection did not, and
+   * shedding them would not make the kernel's queue shorter.
+   */
+  onConnection (socket: Socket): void {
+    this.accepts++;
+    (socket as unknown as Record<symbol, boolean>)[kFreshConnection] = true
   }
 
-  /** Estimated queueing delay of a request seen at `now` (performance.now()); stored in fields. */
-  estimate (now: number): number {
+  /** True for the first request on a connection (and clears the mark). */
+  static firstOn (socket: Socket | null): boolean {
+    if (socket === null) return false
+    const s = socket as unknown as Record<symbol, boolean | undefined>
+    if (s[kFreshConnection] !== true) return false
+    s[kFreshConnection] = false
+    return true
+  }
+
+  /**
+   * Estimated queueing delay of a request seen at `now` (performance.now()) with `inFlight`
+   * requests already admitted, `fresh` when it is the first on its connection (only those waited
+   * in the accept queue); stored in fields. The in-process part is judged against its own target
+   * (shouldShed).
+   */
+  estimate (now: number, inFlight = 0, fresh = true): number {
     let loopMs = 0
     const loop = this.loop
     if (loop !== null) {
@@ -168,7 +201,7 @@ export class QueueController {
       if (late > BUSY_LATE_MS) loopMs += late / 2
     }
     let acceptMs = 0
-    if (this.acceptQueue !== null) {
+    if (this.acceptQueue !== null && fresh) {
       const since = this.accepts - this.acceptsAtRead
       if (now - this.readAt >= ACCEPT_READ_MS && (since >= ACCEPT_READ_MIN || (this.depth !== null && this.depth > 0))) this.readAcceptQueue(now, since)
       const depth = this.depth === null ? 0 : this.depth - (this.accepts - this.acceptsAtRead)
@@ -176,7 +209,7 @@ export class QueueController {
     }
     this.loopDelayMs = loopMs
     this.acceptDelayMs = acceptMs
-    this.delayMs = loopMs + acceptMs
+    this.delayMs = loopMs + acceptMs + this.inProcess.estimate(now, inFlight, this.completed)
     return this.delayMs
   }
 
@@ -196,14 +229,21 @@ export class QueueController {
    * estimate has been at or above the target for a whole interval, and only requests whose own
    * estimate is at or above it.
    */
-  shouldShed (now: number): boolean {
+  shouldShed (now: number, inFlight = 0, fresh = true): boolean {
     this.judged++
-    const delay = this.estimate(now)
-    if (delay < this.targetMs) {
+    const delay = this.estimate(now, inFlight, fresh)
+    const inProcess = this.inProcess
+    if (this.loopDelayMs + this.acceptDelayMs < this.targetMs && inProcess.waitMs < inProcess.targetMs) {
+      // Admitted at once. The shedding state ends only after a whole interval below the target
+      // (hysteresis, as it started after a whole interval above): otherwise each admission under
+      // the target would reopen an interval in which every request is let in, and at 3x
+      // capacity a 100 ms burst is 200 ms of queue.
+      if (this.shedding && now - this.lastAboveAt < this.intervalMs) return false
       this.firstAboveAt = -1
       if (this.shedding) this.change(false, delay)
       return false
     }
+    this.lastAboveAt = now
     if (this.firstAboveAt < 0) {
       // The queue was empty before. Just after a stall this is its backlog, a burst: the clock
       // starts once the backlog had as long to drain as the stall took to build it (budgets
@@ -239,7 +279,10 @@ export class QueueController {
       shed: this.shed,
       shedShare: this.judged === 0 ? 0 : round(this.shed / this.judged),
       acceptReads: r === null ? 0 : r.reads,
-      acceptReadMs: r === null ? 0 : round(r.costMs)
+      acceptReadMs: r === null ? 0 : round(r.costMs),
+      inProcessDelayMs: round(this.inProcess.waitMs),
+      inProcessTargetMs: round(this.inProcess.targetMs),
+      minLatencyMs: this.inProcess.minLatencyMs === Infinity ? null : round(this.inProcess.minLatencyMs)
     }
   }
 }

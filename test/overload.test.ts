@@ -9,7 +9,9 @@ import {
   SHEDDING_CHANNEL, type LoopClock, type SheddingEvent
 } from '../lib/overload'
 import type { AcceptQueueReader } from '../lib/accept-queue'
+import { AsyncWait, ASYNC_MIN_BASELINE_MS } from '../lib/async-wait'
 import { TICK_MS } from '../lib/sampler'
+import type { Socket } from 'node:net'
 
 interface FakeLoop { lastTickAt: number, lastTickGapMs: number, stalls: Array<{ startedAt: number, endedAt: number }> }
 
@@ -21,6 +23,10 @@ function loopAt (lastTickAt: number, gap = TICK_MS): FakeLoop {
 /** A loop under sustained overload: its last iterations were all long (recorded as stalls). */
 function busyLoop (lastTickAt: number): FakeLoop {
   return { lastTickAt, lastTickGapMs: TICK_MS, stalls: [{ startedAt: lastTickAt - 700, endedAt: lastTickAt - 400 }, { startedAt: lastTickAt - 300, endedAt: lastTickAt }] }
+}
+
+function fakeSocket (): Socket {
+  return {} as Socket
 }
 
 function fakeQueue (depths: Array<number | null>): AcceptQueueReader & { calls: number } {
@@ -85,10 +91,17 @@ t.test('a standing queue in the loop: shed only after the interval, only above t
   // The loop gets back to its timers: the next request's estimate is below the target.
   loop.lastTickAt = at + 200
   t.equal(q.shouldShed(at + 205), false, 'the queue drained: admitted at once')
+  t.equal(q.shedding, true, 'the state holds for an interval below the target (hysteresis)')
+  loop.lastTickAt = at + 10
+  t.equal(q.shouldShed(at + 310), true, 'a request above the target within it is shed at once, no new interval')
+  loop.lastTickAt = at + 400
+  t.equal(q.shouldShed(at + 405), false)
+  t.equal(q.shedding, true)
+  t.equal(q.shouldShed(at + 410), false, 'a whole interval below the target: shedding stops')
   t.equal(q.shedding, false)
   t.equal(events.length, 2)
   t.same(events[1], { shedding: false, delayMs: 0, targetMs: 250 })
-  t.equal(q.state().shedShare, Math.round(51 / 54 * 1000) / 1000)
+  t.equal(q.state().shedShare, Math.round(52 / 57 * 1000) / 1000, '52 shed of 57 judged')
 })
 
 t.test('a request below the target resets the clock: CoDel sheds a queue that persists, not a peak', async (t) => {
@@ -151,17 +164,17 @@ t.test('accept queue: depth x time between accepts (Little), decremented per acc
   loop.lastTickAt = 1000
   t.equal(q.estimate(1000), 0, 'no accept yet: not busy with connections, no read')
   t.equal(reader.calls, 0)
-  for (let i = 0; i < 10; i++) q.onConnection()
+  for (let i = 0; i < 10; i++) q.onConnection(fakeSocket())
   t.equal(q.estimate(1000), 0, 'first read: depth 0')
   t.equal(reader.calls, 1)
-  for (let i = 0; i < 10; i++) q.onConnection()
+  for (let i = 0; i < 10; i++) q.onConnection(fakeSocket())
   loop.lastTickAt = 1000 + ACCEPT_READ_MS - 1
   t.equal(q.estimate(1000 + ACCEPT_READ_MS - 1), 0, 'rate-limited: no read before ACCEPT_READ_MS')
   t.equal(reader.calls, 1)
   loop.lastTickAt = 1000 + ACCEPT_READ_MS
   t.equal(q.estimate(1000 + ACCEPT_READ_MS), 40 * (ACCEPT_READ_MS / 10), '40 waiting, one accept every 5 ms: 200 ms')
   t.equal(q.state().acceptQueueDepth, 40)
-  for (let i = 0; i < 20; i++) q.onConnection()
+  for (let i = 0; i < 20; i++) q.onConnection(fakeSocket())
   loop.lastTickAt = 1000 + ACCEPT_READ_MS + 10
   t.equal(q.estimate(1000 + ACCEPT_READ_MS + 10), 20 * 5, '20 accepted since the read: 20 left')
   t.equal(reader.calls, 2)
@@ -175,7 +188,7 @@ t.test('accept queue: no accept while connections wait means the loop did not ge
   const loop = loopAt(0)
   const { q } = controller(loop)
   q.acceptQueue = fakeQueue([3, 3])
-  for (let i = 0; i < 4; i++) q.onConnection()
+  for (let i = 0; i < 4; i++) q.onConnection(fakeSocket())
   loop.lastTickAt = 100
   q.estimate(100)
   loop.lastTickAt = 400
@@ -186,7 +199,7 @@ t.test('accept queue unreadable (not Linux): the loop estimate alone', async (t)
   const loop = loopAt(0)
   const { q } = controller(loop)
   q.acceptQueue = fakeQueue([null])
-  for (let i = 0; i < 8; i++) q.onConnection()
+  for (let i = 0; i < 8; i++) q.onConnection(fakeSocket())
   t.equal(q.estimate(TICK_MS + 7), 7)
   t.equal(q.state().acceptQueueDepth, null)
 })
@@ -202,7 +215,7 @@ t.test('state changes are published on the shedding channel, and only then', asy
   q.shouldShed(100)
   for (let now = 110; now < 200; now++) q.shouldShed(now)
   loop.lastTickAt = 200
-  q.shouldShed(200)
+  for (let now = 200; now <= 215; now++) { loop.lastTickAt = now; q.shouldShed(now) }
   t.same(seen, [{ shedding: true, delayMs: 90, targetMs: 50 }, { shedding: false, delayMs: 0, targetMs: 50 }])
 })
 
@@ -226,4 +239,66 @@ t.test('the refusal is built once: same error, code and preformatted body every 
   t.equal(headers[3], first, 'the same header list, not a copy')
   t.equal(body, undefined, 'HEAD: no body')
   t.equal(q.sendRaw({ headers: { accept: 'text/plain' }, method: 'GET' } as never, res as never), false, 'a text-only client gets the formatted answer instead')
+})
+
+t.test('the accept-queue wait counts only for the first request on a connection', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  q.acceptQueue = fakeQueue([0, 40])
+  const sockets = Array.from({ length: 8 }, fakeSocket)
+  for (const s of sockets) q.onConnection(s)
+  loop.lastTickAt = 100
+  q.estimate(100)
+  for (const s of sockets) q.onConnection(s)
+  loop.lastTickAt = 200
+  t.equal(QueueController.firstOn(sockets[0]!), true, 'first request on a new connection')
+  t.equal(QueueController.firstOn(sockets[0]!), false, 'the next one on it is not')
+  t.equal(QueueController.firstOn(null), false)
+  t.equal(q.estimate(200, 0, false), 0, 'a kept-alive connection did not wait in the accept queue')
+  t.equal(q.estimate(200, 0, true), 40 * (100 / 8), 'a new connection did: 40 x 12.5 ms')
+})
+
+t.test('in-process waits (async handlers): Little\'s law against the fastest recent latency', async (t) => {
+  let elu = 0.2
+  const w = new AsyncWait(() => elu)
+  const q = new QueueController(250, 100, 5, w)
+  q.loop = loopAt(0)
+  // Unloaded: 100 req/s, 2 in flight, each done in 20 ms (10 slots x 20 ms = 500 req/s capacity).
+  let now = 0
+  for (; now < 1000; now += 10) {
+    q.loop = loopAt(now)
+    q.completed += 1
+    t.equal(q.shouldShed(now, 2), false)
+    if (!t.passing()) break
+  }
+  t.equal(w.minLatencyMs, 20, 'W = L / rate = 2 / 0.1 per ms')
+  t.equal(w.targetMs, 10, 'half the baseline')
+  // Overload: 1500 req/s offered, 500 req/s done, the process queue grows.
+  let inFlight = 10
+  let shed = 0
+  const first = now
+  for (; now < first + 1000; now += 2) {
+    q.loop = loopAt(now)
+    q.completed += 1
+    if (q.shouldShed(now, inFlight)) { shed++; inFlight += 0 } else inFlight += 2
+    inFlight -= 1 // done at 500 req/s
+    if (inFlight < 10) inFlight = 10
+  }
+  t.ok(shed > 0, `shed ${shed}`)
+  t.ok(inFlight <= 20, `the queue is held near the target: ${inFlight} in flight (W ${inFlight / 0.5} ms, baseline 20 ms)`)
+  t.ok(q.state().inProcessTargetMs === 10 && q.state().minLatencyMs === 20)
+  // A saturated loop: the wait is the loop's own queue, not judged here.
+  elu = 0.95
+  for (let i = 0; i < 60; i++, now += 2) { q.loop = loopAt(now); q.completed++; q.estimate(now, 100) }
+  t.equal(w.waitMs, 0, 'not judged while the loop is saturated')
+})
+
+t.test('in-process: a fast synchronous server has no baseline to judge against', async (t) => {
+  const w = new AsyncWait(() => 0.5)
+  let done = 0
+  // Light load first (1 in flight, 1 per ms: W = 1 ms), then 20k req/s with poll batches of 512.
+  for (let now = 0; now < 500; now++) w.estimate(now, 1, done++)
+  for (let now = 500; now < 1000; now++) w.estimate(now, 512, (done += 20))
+  t.ok(w.minLatencyMs < ASYNC_MIN_BASELINE_MS, `baseline ${w.minLatencyMs} ms`)
+  t.equal(w.waitMs, 0, '512 written-but-not-closed responses of a poll batch are no in-process wait')
 })
