@@ -227,7 +227,7 @@ function printIoTable (c, results) {
     rows.push([r.spec.label, load.offered, load.served, pct(load.served, capacity), load.shed503, load.timeouts, load.hangUps, others(load),
       load.server.late, load.lateWorkAtEnd, load.queuedAtEnd, ms(load.p50), ms(load.p99), fmt(unloaded.p99, 1), fmt(worst / unloaded.p99, 2), gen(load), fmt(load.generator.maxSendLagMs, 0)])
     perSecond.push([r.spec.label, ...load.perSecond.map((s) => `${ms(s.p99)} (${s.served})`)])
-    notes.push(...errorNotes(r.spec.label, load), ...generatorNotes(r.spec.label, load))
+    notes.push(...errorNotes(r.spec.label, load), ...generatorNotes(r.spec.label, load), ...generatorNotes(`${r.spec.label} (unloaded run)`, unloaded))
     if (load.guardDelta !== null) notes.push(`${r.spec.label}, its stats() for this run: ${describeDelta(load.guardDelta)}`)
   }
   table(rows)
