@@ -7,14 +7,14 @@
  * minLatency is the fastest W seen recently (Envoy's minRTT, Gradient2's long-term baseline).
  *
  * Per request: one field increment at completion, a sum and a count at admission. The window
- * (ASYNC_WINDOW_MS) rolls at the first admission after it ends. The estimate counts only when the
- * loop was not saturated over the last window (ASYNC_MAX_ELU): a saturated loop is its own queue,
- * judged by overload.ts, and a fast synchronous server at high concurrency must not be judged by
- * the responses of a poll batch that are written but not closed yet (a hello world with 512
- * connections would look like 34 ms of in-process wait).
+ * (ASYNC_WINDOW_MS) rolls at the first admission after it ends. The estimate counts only once
+ * the baseline is at least ASYNC_MIN_BASELINE_MS: with a fast synchronous handler, L / λ is the
+ * time a poll batch's responses take to be written and closed, the loop's own queue (judged by
+ * overload.ts with its own target); a hello world with 512 connections would otherwise look like
+ * 30 ms of in-process wait. (A gate on event-loop utilisation was tried and dropped: under a 3x
+ * async overload on a busy machine the loop itself got busy, the gate closed, and nothing was
+ * shed.)
  */
-import { performance, type EventLoopUtilization } from 'node:perf_hooks'
-
 /** Window of the rate and in-flight averages (ms). */
 export const ASYNC_WINDOW_MS = 100
 /** Fewest completions in a window for its figures to count. */
@@ -23,8 +23,6 @@ const MIN_COMPLETIONS = 10
 export const MIN_LATENCY_MEMORY_MS = 30_000
 const BUCKETS = 10
 const BUCKET_MS = MIN_LATENCY_MEMORY_MS / BUCKETS
-/** At or above this event-loop utilisation over the window, in-process waits are the loop's. */
-export const ASYNC_MAX_ELU = 0.9
 /**
  * Below this baseline (ms) the estimate is off: responses of a fast handler finish within the
  * loop iteration that read them, and what L / λ then measures is the poll batch, the loop's queue.
@@ -33,13 +31,6 @@ export const ASYNC_MIN_BASELINE_MS = 5
 /** The in-process wait allowed is half the baseline, at least this (ms): served requests stay within 1.5x the fastest. */
 export const ASYNC_TARGET_FLOOR_MS = 2
 
-function realUtilization (this: AsyncWait): number {
-  const now = performance.eventLoopUtilization()
-  const u = performance.eventLoopUtilization(now, this.elu).utilization
-  this.elu = now
-  return u
-}
-
 export class AsyncWait {
   /** Estimated in-process wait of the last request judged (ms). */
   waitMs = 0
@@ -47,18 +38,12 @@ export class AsyncWait {
   rate = 0
   /** The baseline W (ms); Infinity until a window had enough completions. */
   minLatencyMs = Infinity
-  /** The loop was not saturated over the last window. */
-  idle = true
-  elu: EventLoopUtilization = performance.eventLoopUtilization()
   private winStart = -1
   private completedAtWin = 0
   private inFlightSum = 0
   private samples = 0
   private readonly mins = new Float64Array(BUCKETS).fill(Infinity)
   private readonly stamps = new Float64Array(BUCKETS).fill(-1)
-
-  /** `utilization()`: event-loop utilisation since its last call, 0..1 (tests inject it). */
-  constructor (private readonly utilization: (this: AsyncWait) => number = realUtilization) {}
 
   /** In-process wait allowed (ms). */
   get targetMs (): number {
@@ -74,7 +59,7 @@ export class AsyncWait {
       this.winStart = now
       this.completedAtWin = completed
     } else if (now - this.winStart >= ASYNC_WINDOW_MS) this.roll(now, completed)
-    if (!this.idle || this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
+    if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
     const w = inFlight / this.rate - this.minLatencyMs
     return (this.waitMs = w > 0 ? w : 0)
   }
@@ -82,7 +67,6 @@ export class AsyncWait {
   private roll (now: number, completed: number): void {
     const span = now - this.winStart
     const done = completed - this.completedAtWin
-    this.idle = this.utilization() < ASYNC_MAX_ELU
     if (done >= MIN_COMPLETIONS) {
       this.rate = done / span
       const latency = this.inFlightSum / this.samples / this.rate

@@ -20,11 +20,11 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { toMs, type Duration } from './duration'
-import { HG_ERR_AT_CAPACITY, HG_ERR_OPT_TYPE, type HangupGuardError } from './errors'
+import { HG_ERR_OPT_TYPE, type HangupGuardError } from './errors'
 import type { AcceptQueueReader } from './accept-queue'
 import { STALL_THRESHOLD_MS, TICK_MS } from './sampler'
-import { problemOf } from './answer'
-import { kFreshConnection, kProblemBody } from './symbols'
+import { kFreshConnection } from './symbols'
+import { CapacityAnswer } from './capacity-answer'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { AsyncWait } from './async-wait'
@@ -104,6 +104,8 @@ export class QueueController {
   readonly intervalMs: number
   /** The one error every capacity refusal carries (created once: no stack per refusal). */
   readonly error: HangupGuardError
+  /** The preformatted answer. */
+  readonly answer: CapacityAnswer
   loop: LoopClock | null = null
   acceptQueue: AcceptQueueReader | null = null
   /** Called on each change of the shedding state (the Fastify door logs it). */
@@ -118,8 +120,8 @@ export class QueueController {
   completed = 0
   // CoDel state: when the delay was first seen at or above target (-1: below), and dropping.
   firstAboveAt = -1
-  /** The last time an estimate was at or above its target. */
-  lastAboveAt = -Infinity
+  /** The last time the in-process estimate was at or above its target. */
+  lastInProcessAboveAt = -Infinity
   shedding = false
   judged = 0
   shed = 0
@@ -131,38 +133,17 @@ export class QueueController {
   /** Mean time between accepts over the last read interval (ms). */
   private acceptGapMs = 0
 
-  /** The preformatted answer (node:http door): flat header list and body, built once. */
-  private rawHeaders: string[] = []
-  private readonly rawBody: Buffer
-
   constructor (targetMs: number, intervalMs: number, retryAfterS = 5, inProcess = new AsyncWait()) {
     this.inProcess = inProcess
     this.targetMs = targetMs
     this.intervalMs = intervalMs
-    this.error = new HG_ERR_AT_CAPACITY()
-    const body = JSON.stringify(problemOf(this.error));
-    // The Fastify door sends this text too, unless the app formats errors itself.
-    (this.error as unknown as Record<symbol, string>)[kProblemBody] = body
-    this.rawBody = Buffer.from(body)
-    this.retryAfter(retryAfterS)
+    this.answer = new CapacityAnswer(retryAfterS)
+    this.error = this.answer.error
   }
 
-  /** Seconds in the Retry-After header of the preformatted answer. */
-  retryAfter (seconds: number): void {
-    this.rawHeaders = ['content-type', 'application/problem+json; charset=utf-8', 'content-length', String(this.rawBody.length),
-      'cache-control', 'no-store', 'retry-after', String(seconds)]
-  }
-
-  /**
-   * Sends the preformatted 503 (no Error, no stack, no header object: what Node's own writeHead
-   * and end allocate). False when the client asks for text only (the caller formats it).
-   */
+  /** Sends the preformatted 503 (lib/capacity-answer.ts); false when the caller must format it. */
   sendRaw (req: IncomingMessage, res: ServerResponse): boolean {
-    const accept = req.headers.accept
-    if (res.headersSent || (accept !== undefined && !accept.includes('json') && !accept.includes('*/*') && accept.includes('text/'))) return false
-    res.writeHead(503, this.rawHeaders)
-    res.end(req.method === 'HEAD' ? undefined : this.rawBody)
-    return true
+    return this.answer.send(req, res)
   }
 
   /**
@@ -234,16 +215,19 @@ export class QueueController {
     const delay = this.estimate(now, inFlight, fresh)
     const inProcess = this.inProcess
     if (this.loopDelayMs + this.acceptDelayMs < this.targetMs && inProcess.waitMs < inProcess.targetMs) {
-      // Admitted at once. The shedding state ends only after a whole interval below the target
-      // (hysteresis, as it started after a whole interval above): otherwise each admission under
-      // the target would reopen an interval in which every request is let in, and at 3x
-      // capacity a 100 ms burst is 200 ms of queue.
-      if (this.shedding && now - this.lastAboveAt < this.intervalMs) return false
+      // Admitted at once. For the in-process queue the shedding state ends only after a whole
+      // interval below its target (hysteresis): its estimate is exact enough that an admission
+      // under the target does not mean the queue emptied, and reopening an interval in which
+      // every request is let in costs, at 3x capacity, 200 ms of queue per 100 ms. For the loop
+      // and accept queue, whose estimates have a noise floor (a CFS quota pauses the loop up to
+      // 75 ms), below the target is CoDel's "empty": shedding ends at once (measured: in
+      // scenario (a) hysteresis there cost 10% of the capacity in extra refusals).
+      if (this.shedding && now - this.lastInProcessAboveAt < this.intervalMs) return false
       this.firstAboveAt = -1
       if (this.shedding) this.change(false, delay)
       return false
     }
-    this.lastAboveAt = now
+    if (inProcess.waitMs >= inProcess.targetMs) this.lastInProcessAboveAt = now
     if (this.firstAboveAt < 0) {
       // The queue was empty before. Just after a stall this is its backlog, a burst: the clock
       // starts once the backlog had as long to drain as the stall took to build it (budgets
