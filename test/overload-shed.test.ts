@@ -9,6 +9,12 @@ import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import http from 'node:http'
+import { Writable } from 'node:stream'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { INCIDENT_CHANNEL } from '../lib/stats'
+import Fastify from 'fastify'
+import hangupGuard from '../lib/fastify'
+import { bindingOf } from '../lib/bind'
 import type { StatsSnapshot } from '../lib/stats'
 
 interface Counts { served: number, shed: number, retryAfter: number, codes: Record<string, number>, hangUps: number, timeouts: number, other: number }
@@ -64,3 +70,52 @@ for (const [door, client] of [['http', 'a new connection per request'], ['fastif
     t.equal(stats.queue!.targetMs, 250)
   })
 }
+
+t.test('Fastify door: one log line when shedding starts and one when it stops, none per refusal; an incident per refusal only for a listener', async (t) => {
+  const lines: Array<{ msg: string, hangupGuard?: string }> = []
+  const stream = new Writable({ write (chunk: Buffer, _enc, cb) { lines.push(JSON.parse(String(chunk))); cb() } })
+  const app = Fastify({ logger: { level: 'info', stream } })
+  await app.register(hangupGuard, { watchdog: false })
+  app.get('/', async () => 'ok')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const queue = bindingOf(app.server)!.guard.queue!
+  const realLoop = queue.loop!
+  // A loop 400 ms behind its tick, under sustained overload (its recent iterations were all long).
+  const behind = { lastTickAt: 0, lastTickGapMs: 20, stalls: [{ startedAt: 0, endedAt: 0 }] }
+  const stuck = (): void => { const now = performance.now(); behind.lastTickAt = now - 420; behind.stalls[0] = { startedAt: now - 900, endedAt: now - 420 } }
+  queue.loop = behind
+  const port = (app.server.address() as { port: number }).port
+  const statuses: number[] = []
+  const until = performance.now() + 400
+  while (performance.now() < until) {
+    stuck()
+    statuses.push((await fetch(`http://127.0.0.1:${port}/`)).status)
+  }
+  queue.loop = realLoop
+  statuses.push((await fetch(`http://127.0.0.1:${port}/`)).status)
+  const refused = statuses.filter((s) => s === 503).length
+  t.ok(refused > 3, `${refused} refusals`)
+  t.equal(statuses.at(-1), 200, 'served again once the loop caught up')
+  const shedding = lines.filter((l) => l.hangupGuard === 'shedding')
+  const stopped = lines.filter((l) => l.hangupGuard === 'shedding-stopped')
+  t.equal(shedding.length, 1, 'one line when shedding starts')
+  t.equal(stopped.length, 1, 'one line when it stops')
+  t.equal(app.hangupGuard.stats().answered.capacity, refused, 'every refusal counted, though no incident object was built')
+  // With a subscriber on the incident channel, each refusal is reported.
+  const incidents: Array<{ cause: string, code: string | null, statusCode: number | null }> = []
+  const onIncident = (m: unknown): void => { incidents.push(m as { cause: string, code: string | null, statusCode: number | null }) }
+  diagnosticsChannel.subscribe(INCIDENT_CHANNEL, onIncident)
+  t.teardown(() => diagnosticsChannel.unsubscribe(INCIDENT_CHANNEL, onIncident))
+  queue.loop = behind
+  let more = 0
+  const until2 = performance.now() + 300
+  while (performance.now() < until2) {
+    stuck()
+    if ((await fetch(`http://127.0.0.1:${port}/`)).status === 503) more++
+  }
+  queue.loop = realLoop
+  t.ok(more > 0)
+  t.equal(incidents.length, more)
+  t.match(incidents[0], { cause: 'capacity', code: 'HG_ERR_AT_CAPACITY', statusCode: 503 })
+})
