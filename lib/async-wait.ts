@@ -34,7 +34,7 @@ export const ASYNC_TARGET_FLOOR_MS = 2
 export class AsyncWait {
   /** Estimated in-process wait of the last request judged (ms). */
   waitMs = 0
-  /** Completions per ms over the last full window; 0 when unknown. */
+  /** Completions per ms over the last window with enough requests; 0 until then. */
   rate = 0
   /** The baseline W (ms); Infinity until a window had enough completions. */
   minLatencyMs = Infinity
@@ -79,7 +79,11 @@ export class AsyncWait {
       let min = Infinity
       for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
       this.minLatencyMs = min
-    } else this.rate = 0
+    } else if (this.inFlightSum / this.samples >= MIN_COMPLETIONS) {
+      // Requests wait and (almost) none complete: the dependency stalls. The rate is low, not
+      // unknown (an unknown rate would read as "no queue" and let everything in).
+      this.rate = (done > 0 ? done : 1) / span
+    } // else: too few requests to tell; the last rate stands
     this.winStart = now
     this.completedAtWin = completed
     this.inFlightSum = 0

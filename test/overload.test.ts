@@ -284,6 +284,7 @@ t.test('in-process waits (async handlers): Little\'s law against the fastest rec
   t.equal(q.shedding, true, 'still shedding: the in-process queue was above its target within the interval')
   t.equal(q.shouldShed(now + 1, 40), true, 'so the next one above is shed at once, no new interval')
   q.loop = loopAt(now + 200)
+  q.completed += 100 // still 500 req/s done
   t.equal(q.shouldShed(now + 200, 10), false)
   t.equal(q.shedding, false, 'a whole interval below: shedding stops')
   t.ok(inFlight <= 20, `the queue is held near the target: ${inFlight} in flight (W ${inFlight / 0.5} ms, baseline 20 ms)`)
@@ -298,4 +299,17 @@ t.test('in-process: a fast synchronous server has no baseline to judge against',
   for (let now = 500; now < 1000; now++) w.estimate(now, 512, (done += 20))
   t.ok(w.minLatencyMs < ASYNC_MIN_BASELINE_MS, `baseline ${w.minLatencyMs} ms`)
   t.equal(w.waitMs, 0, '512 written-but-not-closed responses of a poll batch are no in-process wait')
+})
+
+t.test('in-process: a dependency that stops completing is a growing queue, not an unknown rate', async (t) => {
+  const w = new AsyncWait()
+  let done = 0
+  let now = 0
+  for (; now < 1000; now++) w.estimate(now, 10, (done += 0.5))
+  t.equal(w.minLatencyMs, 20)
+  // Nothing completes any more while requests keep arriving.
+  let last = 0
+  for (; now < 1300; now++) last = w.estimate(now, 10 + (now - 1000) / 5, done)
+  t.ok(w.rate > 0 && w.rate < 0.05, `rate ${w.rate} per ms`)
+  t.ok(last > 1000, `the wait reads as ${Math.round(last)} ms, not 0`)
 })
