@@ -313,3 +313,16 @@ t.test('in-process: a dependency that stops completing is a growing queue, not a
   t.ok(w.rate > 0 && w.rate < 0.05, `rate ${w.rate} per ms`)
   t.ok(last > 1000, `the wait reads as ${Math.round(last)} ms, not 0`)
 })
+
+t.test('in-process: before a standing queue is declared, a burst is admitted only while its wait stays under the interval', async (t) => {
+  const w = new AsyncWait()
+  const q = new QueueController(250, 100, 5, w)
+  let now = 0
+  for (; now < 1000; now += 10) { q.loop = loopAt(now); q.completed += 1; q.shouldShed(now, 2) }
+  t.equal(w.minLatencyMs, 20)
+  // 900 requests at once (a late generator catching up): the rate is 0.1 per ms.
+  let admitted = 0
+  for (let i = 0; i < 900; i++) if (!q.shouldShed(now, 2 + admitted)) admitted++
+  t.equal(q.shedding, false, 'no standing queue yet: within the first interval')
+  t.ok(admitted > 0 && admitted <= 13, `${admitted} admitted: their wait stays under 100 ms (2 + 12 in flight at 0.1 per ms is 140 ms, minus the 20 ms baseline)`)
+})
