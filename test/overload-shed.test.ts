@@ -93,7 +93,8 @@ t.test('Fastify door: one log line when shedding starts and one when it stops, n
     statuses.push((await fetch(`http://127.0.0.1:${port}/`)).status)
   }
   queue.loop = realLoop
-  statuses.push((await fetch(`http://127.0.0.1:${port}/`)).status)
+  // Served again once the loop is back (a few tries: a loaded CI machine can lag one request).
+  for (let i = 0; i < 20 && statuses.at(-1) !== 200; i++) statuses.push((await fetch(`http://127.0.0.1:${port}/`)).status)
   const refused = statuses.filter((s) => s === 503).length
   t.ok(refused > 3, `${refused} refusals`)
   t.equal(statuses.at(-1), 200, 'served again once the loop caught up')
