@@ -1,5 +1,5 @@
 'use strict'
-// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|pipelining]
+// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|pipelining|overload]
 // Every figure is a ratio or a difference measured side by side in this run (the machine is shared
 // and noisy): never an absolute time. Servers run in child processes (bench/server.js).
 // Exit code: 1 when a correctness check fails (a leaked deadline, a request left in flight, a wrong
@@ -12,7 +12,8 @@ const SECTIONS = {
   memory: require('./memory'),
   stall: require('./stall'),
   fastify: require('./fastify'),
-  pipelining: require('./pipelining')
+  pipelining: require('./pipelining'),
+  overload: require('./overload')
 }
 
 async function main () {
@@ -20,7 +21,7 @@ async function main () {
   for (const name of args.only ?? []) {
     if (!(name in SECTIONS)) throw Object.assign(new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`), { usage: true })
   }
-  const watchdogMs = args.quick ? 120_000 : 360_000
+  const watchdogMs = args.quick ? 240_000 : 600_000 // overload alone: ~2 min quick, ~3 min full
   const watchdog = setTimeout(async () => {
     console.error(`bench: still running after ${watchdogMs / 1000} s, stopping`)
     await stopAllChildren()

@@ -1,16 +1,23 @@
 'use strict'
 // Helpers shared by the bench sections: child servers (fork), small statistics, formatting.
-const { fork } = require('node:child_process')
+const { fork, spawn } = require('node:child_process')
 const path = require('node:path')
 
 const children = new Set()
 
 /**
- * Starts bench/server.js in its own process (so the load generator does not share the server's
- * event loop) and resolves once it listens on 127.0.0.1. `call(cmd)` asks it something over IPC.
+ * Starts bench/server.js (or `launch.script`) in its own process (so the load generator does not
+ * share the server's event loop) and resolves once it listens on 127.0.0.1. `call(cmd)` asks it
+ * something over IPC. With `launch.cgroupDir`, a shell writes its own pid to the cgroup's
+ * cgroup.procs and then execs node (same pid): the server loads every module inside the cgroup.
  */
-function startServer (mode, options = {}, execArgv = []) {
-  const child = fork(path.join(__dirname, 'server.js'), [mode, JSON.stringify(options)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+function startServer (mode, options = {}, execArgv = [], launch = {}) {
+  const script = launch.script ?? path.join(__dirname, 'server.js')
+  const args = [mode, JSON.stringify(options)]
+  const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
+  const child = launch.cgroupDir === undefined
+    ? fork(script, args, { execArgv, stdio })
+    : spawn('/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', launch.cgroupDir, process.execPath, ...execArgv, script, ...args], { stdio })
   children.add(child)
   child.once('exit', () => children.delete(child))
   let nextId = 0
@@ -66,7 +73,7 @@ function parseArgs (argv) {
   for (const a of argv) {
     if (a === '--quick') args.quick = true
     else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
-    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|fastify`), { usage: true })
+    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|stall|fastify|overload`), { usage: true })
   }
   return args
 }

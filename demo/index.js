@@ -8,9 +8,10 @@ const path = require('node:path')
 const { fork } = require('node:child_process')
 const { performance } = require('node:perf_hooks')
 const { configureServerTimeouts, planTimeouts } = require('../dist/index.js')
+const { startClient, makeCgroup, removeCgroup, withServer, settle, QUOTA } = require('../bench/overload')
 
 const HOST = '127.0.0.1'
-const watchdog = setTimeout(() => { console.error('demo: took longer than 30 s, giving up'); process.exit(2) }, 30_000)
+const watchdog = setTimeout(() => { console.error('demo: took longer than 45 s, giving up'); process.exit(2) }, 45_000)
 
 function listen (server) {
   return new Promise((resolve) => server.listen(0, HOST, () => resolve(server.address().port)))
@@ -147,6 +148,43 @@ async function scenarioStall () {
   return [{ scenario: '(c) 1 handler blocks the loop 600 ms, 5 wait', bare: outcomes[0], guarded: outcomes[1] }]
 }
 
+// (d) Overload in a pod with a CPU limit: each server process starts inside its own cgroup limited
+// to 0.25 CPU (limits.cpu: 250m), its handler burns ~4 ms of CPU, and 64 load-test clients loop:
+// a new connection, GET, give up (destroy) after 1 s, next request. Both servers run at once, each
+// with its own limit and its own client process (bench/overload.js, the `overload` bench section).
+const OVERLOAD = { cpuMs: 4, clients: 64, timeoutMs: 1000, durationMs: 4000 }
+
+function overloadOutcome ([, outcome, ms, code]) {
+  if (typeof outcome === 'number') return { status: outcome, ms, code }
+  if (outcome === 'timeout') return { error: `client gave up after ${OVERLOAD.timeoutMs / 1000} s`, timeout: true, ms }
+  return { error: outcome, ms }
+}
+
+async function scenarioOverload () {
+  const scenario = `(d) 0.25 CPU (cgroup), ${OVERLOAD.cpuMs} ms CPU handler, ${OVERLOAD.clients} clients, new connection each, ${OVERLOAD.timeoutMs / 1000} s timeout, ${OVERLOAD.durationMs / 1000} s`
+  const sides = [{ label: 'bare', mode: 'bare' }, { label: 'guarded', mode: 'guard-http' }]
+  const cgroups = sides.map((side) => makeCgroup(`demo-${side.mode}`, QUOTA))
+  try {
+    const reason = cgroups.find((c) => c.reason !== undefined)?.reason
+    if (reason !== undefined) return [{ scenario, skipped: `skipped: ${reason}` }]
+    const clients = await Promise.all(sides.map(() => startClient()))
+    try {
+      const [bare, guarded] = await Promise.all(sides.map((side, i) => withServer(side, { handler: 'cpu', cpuMs: OVERLOAD.cpuMs }, cgroups[i].dir, async (server) => {
+        const job = { port: server.port, timeoutMs: OVERLOAD.timeoutMs, connection: 'new' }
+        await clients[i].run({ ...job, phase: 'warm', durationMs: 500, closed: { clients: 2 } })
+        const r = await clients[i].run({ ...job, phase: 'load', durationMs: OVERLOAD.durationMs, closed: { clients: OVERLOAD.clients }, records: true })
+        const { report } = await settle(server, 4000) // handlers still to run for clients that left
+        return { outcomes: r.records.map(overloadOutcome), late: report.phases.load?.late ?? 0 }
+      })))
+      return [{ scenario, bare: bare.outcomes, guarded: guarded.outcomes, late: [bare.late, guarded.late] }]
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()))
+    }
+  } finally {
+    for (const c of cgroups) if (c.dir !== undefined) removeCgroup(c.dir)
+  }
+}
+
 // "4× 200 ~101 ms, 3× socket hang up ~301 ms": one group per outcome, with its median client time.
 function describe (outcomes) {
   const groups = new Map()
@@ -157,11 +195,11 @@ function describe (outcomes) {
   }
   return [...groups].map(([label, ms]) => `${ms.length}× ${label} ~${Math.round(median(ms))} ms`).join(', ')
 }
-const hangUps = (outcomes) => outcomes.filter((o) => o.error !== undefined).length
+const hangUps = (outcomes = []) => outcomes.filter((o) => o.error !== undefined && !o.timeout).length
 
 function printTable (rows) {
   const table = [['scenario', 'bare: what clients saw', 'guarded: what clients saw'],
-    ...rows.map((r) => [r.scenario, describe(r.bare), describe(r.guarded)])]
+    ...rows.map((r) => r.skipped !== undefined ? [r.scenario, r.skipped, r.skipped] : [r.scenario, describe(r.bare), describe(r.guarded)])]
   const widths = table[0].map((_, i) => Math.max(...table.map((r) => r[i].length)))
   const line = (r) => r.map((cell, i) => cell.padEnd(widths[i])).join(' | ').trimEnd()
   console.log(line(table[0]))
@@ -171,15 +209,19 @@ function printTable (rows) {
 
 async function main () {
   console.log('hangup-guard demo: the same app, bare vs configureServerTimeouts, real clients on 127.0.0.1\n')
-  const rows = [...await scenarioSlowHandler(), ...await scenarioKeepAliveRace(), ...await scenarioStall()]
+  const rows = [...await scenarioSlowHandler(), ...await scenarioKeepAliveRace(), ...await scenarioStall(), ...await scenarioOverload()]
   printTable(rows)
+  const overload = rows.find((r) => r.late !== undefined)
+  if (overload !== undefined) {
+    console.log(`\n(d) handlers that ran after their client had given up: bare ${overload.late[0]}, guarded ${overload.late[1]} (counted in the server)`)
+  }
   const bareHangUps = rows.reduce((n, r) => n + hangUps(r.bare), 0)
   const guardedHangUps = rows.reduce((n, r) => n + hangUps(r.guarded), 0)
   console.log(`\nhang ups / resets seen by clients: bare ${bareHangUps}, guarded ${guardedHangUps}`)
   console.log('\nThe guarded server of (b) planned its timeouts this way (guard.explain()):\n')
   console.log(rows.find((r) => r.guard).guard.explain())
   if (bareHangUps === 0) console.log('\nnote: the bare server had no hang ups this time (a very slow machine?)')
-  if (rows.some((r) => !r.scenario.startsWith('(c)') && r.guarded.some((o) => o.code === 'HG_ERR_STALLED'))) {
+  if (rows.some((r) => /^\((a|b)\)/.test(r.scenario) && r.guarded.some((o) => o.code === 'HG_ERR_STALLED'))) {
     console.log('\nnote: this busy machine stalled the demo process for longer than a budget; the guard answered the requests that had waited behind the stall with 503 (stall shedding, as in (c)): explicit answers, not hang ups.')
   }
   clearTimeout(watchdog)

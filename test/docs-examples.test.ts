@@ -234,11 +234,12 @@ function request (port: number, p: string): Promise<Got> {
 /**
  * The examples run with the default pressure thresholds, so on a loaded machine a child that
  * stalled (its own start-up, or the machine) sheds a request with 503 HG_ERR_STALLED or
- * HG_ERR_OVERLOADED: the guard answering as designed. Such a request is sent again (at most 3
+ * HG_ERR_OVERLOADED (or HG_ERR_AT_CAPACITY from the queueing-delay controller): the guard
+ * answering as designed. Such a request is sent again (at most 3
  * times); the scenario is about what follows admission.
  */
 function isShed (r: Got): boolean {
-  return r.status === 503 && /"code":"HG_ERR_(STALLED|OVERLOADED)"/.test(r.body)
+  return r.status === 503 && /"code":"HG_ERR_(STALLED|OVERLOADED|AT_CAPACITY)"/.test(r.body)
 }
 
 async function answered (port: number, p: string): Promise<Got> {

@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import underPressure from '@fastify/under-pressure'
 import { request as undiciRequest } from 'undici'
 import hangupGuard from '../lib/fastify'
+import { bindingOf } from '../lib/core/bind'
 
 async function listen (app: FastifyInstance): Promise<number> {
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -164,4 +165,23 @@ t.test('health: false declares no health routes', async (t) => {
   app.get('/', async () => 'ok')
   const port = await listen(app)
   t.equal((await undiciRequest(`http://127.0.0.1:${port}/livez`)).statusCode, 404)
+})
+
+t.test("underPressure: true gets only the core's hard limits: while the queueing controller sheds, under-pressure does not refuse everything", async (t) => {
+  const app = Fastify()
+  await app.register(hangupGuard, { underPressure: { healthCheckInterval: 20 }, retryAfter: 3 })
+  app.get('/', async () => ({ ok: true }))
+  const port = await listen(app)
+  const queue = bindingOf(app.server)!.guard.queue!
+  let shed = true
+  queue.shouldShed = () => shed // a standing queue, as a real overload makes it (test/overload-shed.test.ts)
+  const refused = await fetchOnce(port)
+  t.equal(refused.status, 503)
+  t.equal(refused.body.code, 'HG_ERR_AT_CAPACITY', "the core's controller answered")
+  t.equal(refused.headers['retry-after'], '3')
+  await sleep(100) // several under-pressure health checks ran meanwhile
+  t.equal(app.isUnderPressure(), false, 'under-pressure is not switched on by the shedding')
+  shed = false
+  t.equal((await fetchOnce(port)).status, 200, 'the next request below the target is served')
+  t.equal(app.hangupGuard.stats().answered.capacity, 1)
 })

@@ -23,16 +23,26 @@ function fakeWatchdog (stalledForMs: number, running = true, error: Error | null
   return { running, error, stalls: [], stalled: stalledForMs > 0, stalledForMs: () => stalledForMs, ready: async () => {}, release: () => {} }
 }
 
+t.test('by default readiness judges only hard limits: no event-loop delay or throttling check (shedding at capacity never fails it)', async t => {
+  const sampler = fakeSampler(LIMITED)
+  const src = sources(sampler)
+  sampler.emit({ eventLoopDelayP99Ms: 5000, throttledRatio: 0.9 })
+  const { statusCode, body } = buildHealth('readiness', src)
+  t.equal(statusCode, 200)
+  t.same(Object.keys(body.checks), ['memory:heapUsed', 'memory:rss', 'server:draining'])
+})
+
 t.test('readiness passes with every reading well under its limit, in the health+json shape', async t => {
   const sampler = fakeSampler(LIMITED)
-  const src = sources(sampler, {}, { plan: { keepAliveTimeout: 65000 }, stats: () => ({ answered504: 0 }) })
+  // The delay and throttling checks are hard limits you set (off by default since issue 9).
+  const src = sources(sampler, { maxEventLoopDelay: 1000, maxThrottledRatio: 0.5 }, { plan: { keepAliveTimeout: 65000 }, stats: () => ({ answered504: 0 }) })
   sampler.emit()
   const { statusCode, contentType, body } = buildHealth('readiness', src)
   t.equal(statusCode, 200)
   t.equal(contentType, HEALTH_CONTENT_TYPE)
   t.equal(body.status, 'pass')
   t.same(Object.keys(body.checks), ['eventLoop:delay', 'memory:heapUsed', 'memory:rss', 'cpu:throttling', 'server:draining'])
-  t.match(body.checks['eventLoop:delay']![0], { observedValue: 5, observedUnit: 'ms', status: 'pass', limit: 1000, limitSource: 'default: 1000 ms' })
+  t.match(body.checks['eventLoop:delay']![0], { observedValue: 5, observedUnit: 'ms', status: 'pass', limit: 1000, limitSource: 'option' })
   t.match(body.checks['eventLoop:delay']![0]!.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/)
   t.same(body.container, {
     cgroup: 'v2', cpuLimitCores: 0.5, cpuLimitSource: '/sys/fs/cgroup/cpu.max', memoryLimitBytes: 512 * 1048576, memoryLimitSource: '/sys/fs/cgroup/memory.max'
@@ -44,7 +54,7 @@ t.test('readiness passes with every reading well under its limit, in the health+
 
 t.test('readiness warns (still 200) above 80% of a limit, and before the first reading', async t => {
   const sampler = fakeSampler()
-  const src = sources(sampler)
+  const src = sources(sampler, { maxEventLoopDelay: 1000 })
   const early = buildHealth('readiness', src)
   t.equal(early.statusCode, 200)
   t.equal(early.body.status, 'warn')
@@ -58,7 +68,7 @@ t.test('readiness warns (still 200) above 80% of a limit, and before the first r
 
 t.test('readiness fails (503) while under pressure, with the reason as output', async t => {
   const sampler = fakeSampler()
-  const src = sources(sampler, { healthCheck: () => false })
+  const src = sources(sampler, { maxEventLoopDelay: 1000, healthCheck: () => false })
   await sleep(0)
   sampler.emit({ eventLoopDelayP99Ms: 1500 })
   const { statusCode, body } = buildHealth('readiness', src)

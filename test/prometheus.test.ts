@@ -82,7 +82,7 @@ t.test('node:http: counters from a 504, a cut, a client gone and a drain 503; ga
   t.same(metrics.names, [
     'hangup_guard_answers_total', 'hangup_guard_cut_responses_total', 'hangup_guard_clients_gone_total',
     'hangup_guard_wasted_handler_seconds_total', 'hangup_guard_requests_total', 'hangup_guard_in_flight_requests',
-    'hangup_guard_event_loop_delay_p99_seconds', 'hangup_guard_event_loop_utilization_ratio', 'hangup_guard_drain_phase'
+    'hangup_guard_event_loop_delay_p99_seconds', 'hangup_guard_event_loop_utilization_ratio', 'hangup_guard_queueing_delay_seconds', 'hangup_guard_drain_phase'
   ], 'no cpu_throttled_ratio without a CPU limit (this test process has none)')
   for (const name of metrics.names) {
     t.equal(before.types.get(name), name.endsWith('_total') ? 'counter' : 'gauge', `${name} is a ${name.endsWith('_total') ? 'counter' : 'gauge'}`)
@@ -146,6 +146,7 @@ t.test('node:http: counters from a 504, a cut, a client gone and a drain 503; ga
   const eld = value(s, 'hangup_guard_event_loop_delay_p99_seconds')!
   t.ok(Number.isNaN(eld) || (eld >= 0 && eld < 5), `event-loop delay p99 in seconds: ${eld}`)
   t.match(after.text, /# HELP hangup_guard_answers_total Explicit answers the guard sent/)
+  t.ok(Number.isNaN(value(s, 'hangup_guard_queueing_delay_seconds')), 'no queueing delay with pressure: false (no controller)')
 
   metrics.close()
   t.equal((await registry.metrics()).trim(), '', 'close() removes every metric')

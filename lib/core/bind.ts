@@ -14,6 +14,8 @@ import type { ResolvedConfig } from './config'
 import { Guard, type Answerer } from './guard'
 import { applyPlan, type AppliedPlan } from './apply'
 import { kGuard } from './symbols'
+import { createQueueController, type QueueController } from './overload'
+import { acceptQueueReader } from './accept-queue'
 import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
@@ -80,7 +82,19 @@ const NODE_CLIENT_ERROR_ANSWERS: Record<string, string> = {
 
 function onListening (this: BoundServer): void {
   const binding = this[kGuard]
-  if (binding !== undefined) binding.guard.listening(performance.now())
+  if (binding === undefined) return
+  binding.guard.listening(performance.now())
+  if (binding.guard.queue !== null) watchAcceptQueue(this, binding.guard.queue)
+}
+
+function onConnection (this: BoundServer, socket: Socket): void {
+  this[kGuard]?.guard.queue?.onConnection(socket)
+}
+
+/** Points the controller at this server's listening socket (Linux: /proc/net/tcp{,6}; elsewhere none). */
+function watchAcceptQueue (server: Server, queue: QueueController): void {
+  const address = server.address()
+  queue.acceptQueue = address !== null && typeof address === 'object' ? acceptQueueReader(address.port, address.family === 'IPv6' ? 6 : 4) : null
 }
 
 export function checkServer (server: unknown): asserts server is Server {
@@ -115,6 +129,8 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
       : 'call close() on the handle configureServerTimeouts() returned before configuring it again (or, on a Fastify app, use the plugin alone)')
   }
   const plan = config.plan
+  // The controller is plain state (no timer): made before anything is acquired.
+  const queue = config.pressure === false ? null : createQueueController(config.pressure, config.guard.retryAfter)
   const sampler = acquireSampler()
   let pressure: Pressure | null = null
   let watchdog: Watchdog | null = null
@@ -131,12 +147,18 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
     stall: config.pressure === false ? null : sampler,
     pressure: config.pressure === false ? null : pressure,
     answerer,
-    health: { pressure, sampler, watchdog, plan: JSON.parse(JSON.stringify(plan)) as unknown }
+    health: { pressure, sampler, watchdog, plan: JSON.parse(JSON.stringify(plan)) as unknown },
+    queue
   })
+  if (queue !== null) {
+    queue.loop = sampler
+    if (server.listening) watchAcceptQueue(server, queue)
+  }
   const applied = applyPlan(server, plan)
   server.on('timeout', onServerTimeout)
   server.prependListener('clientError', onClientError)
   server.on('listening', onListening)
+  server.on('connection', onConnection)
   const binding: Binding = {
     server,
     config,
@@ -151,6 +173,7 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
       server.removeListener('timeout', onServerTimeout)
       server.removeListener('clientError', onClientError)
       server.removeListener('listening', onListening)
+      server.removeListener('connection', onConnection)
       applied.restore()
       guard.detach()
       pressure.close()

@@ -34,7 +34,7 @@ export const NESTED_KEYS: Readonly<Record<string, readonly string[]>> = Object.f
   upstream: ['name', 'kind', 'idleTimeout', 'responseTimeout', 'deadlineHeader'],
   health: ['livenessPath', 'readinessPath', 'details'],
   drain: ['delay', 'timeout'],
-  pressure: ['maxEventLoopDelay', 'maxEventLoopUtilization', 'maxHeapUsedBytes', 'maxRssBytes', 'maxThrottledRatio', 'healthCheck', 'healthCheckInterval'],
+  pressure: ['queueTarget', 'queueInterval', 'maxEventLoopDelay', 'maxEventLoopUtilization', 'maxHeapUsedBytes', 'maxRssBytes', 'maxThrottledRatio', 'healthCheck', 'healthCheckInterval'],
   watchdog: ['logAfter', 'onStall']
 })
 

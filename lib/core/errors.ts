@@ -149,6 +149,8 @@ export const HG_ERR_REQUEST_HEADERS_TIMEOUT = createError<[number]>(
 // operators, and goes to incidents (`detail`) only.
 export const HG_ERR_OVERLOADED = createError<[]>(
   'HG_ERR_OVERLOADED', 'The server is overloaded; retry later', 503)
+export const HG_ERR_AT_CAPACITY = createError(
+  'HG_ERR_AT_CAPACITY', 'The server is at capacity: requests wait longer than its queueing target before a handler runs; retry later', 503)
 export const HG_ERR_STALLED = createError<[number]>(
   'HG_ERR_STALLED', 'The request waited behind a %d ms event-loop stall, longer than its budget; retry', 503)
 export const HG_ERR_CLIENT_GONE = createError<[number]>(

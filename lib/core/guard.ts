@@ -17,6 +17,7 @@ import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending, kQueued, kLastResponse, kCloseMarked } from './symbols'
+import { QueueController } from './overload'
 import { type HealthAnswer, type HealthKind, type HealthSources, buildHealth, serializeHealth, publicHealth } from './health'
 import { DrainPhase, PHASE_NAMES, drainingReason, type DrainPhaseValue, type DrainRunView, type DrainState } from './drain-state'
 
@@ -127,6 +128,8 @@ export interface GuardParts {
   readonly answerer: Answerer | null
   /** Where health documents come from (the guard adds its counters and drain state); null: none. */
   readonly health: Omit<HealthSources, 'stats' | 'draining'> | null
+  /** The queueing-delay controller (lib/core/overload.ts); null: off. */
+  readonly queue: QueueController | null
 }
 
 export class Guard implements PendingOwner {
@@ -134,6 +137,9 @@ export class Guard implements PendingOwner {
   readonly answerer: Answerer
   private stall: StallSource | null
   private pressure: PressureSource | null
+  private controller: QueueController | null
+  /** The one refusal the controller's verdict returns (no allocation per refusal). */
+  readonly queueRefusal: Refusal | null
   private readonly healthSources: HealthSources | null
   private phase: DrainPhaseValue = DrainPhase.None
   private run: DrainRunView | null = null
@@ -153,6 +159,8 @@ export class Guard implements PendingOwner {
     this.socketSlack = plan.timeout.value > 0 && plan.handlerTimeout.value > 0 ? plan.timeout.value - plan.handlerTimeout.value : null
     this.stall = parts.stall
     this.pressure = parts.pressure
+    this.controller = parts.queue
+    this.queueRefusal = parts.queue === null ? null : { error: parts.queue.error, cause: 'capacity', close: false, detail: null }
     this.answerer = parts.answerer ?? answerRaw
     this.healthSources = parts.health === null
       ? null
@@ -168,7 +176,11 @@ export class Guard implements PendingOwner {
   detach (): void {
     this.stall = null
     this.pressure = null
+    this.controller = null
   }
+
+  /** The queueing-delay controller, while the server is bound and it is on. */
+  get queue (): QueueController | null { return this.controller }
 
   /** The drain phase now (DrainPhase). */
   get drainPhase (): DrainPhaseValue { return this.phase }
@@ -222,7 +234,8 @@ export class Guard implements PendingOwner {
    * upstream deadline header), the verdict, then either the admitted Pending (in flight, deadline
    * armed) or the Refusal the door sends its way and hands to recordRefusal().
    */
-  admit (req: IncomingMessage, res: ServerResponse, routeBudget: number, ctx: unknown, route: string | null): Pending | Refusal {
+  admit (req: IncomingMessage, res: ServerResponse, routeBudget: number, ctx: unknown, route: string | null): Pending | Refusal | null {
+    if (this.clientLeft(req)) return null
     const now = performance.now()
     const budget = this.budgetFor(req, routeBudget)
     const refusal = this.verdict(budget, now, req, res)
@@ -250,7 +263,24 @@ export class Guard implements PendingOwner {
     if (this.pressure !== null && this.pressure.reason !== null) {
       return { error: new HG_ERR_OVERLOADED(), cause: 'overload', close: draining, detail: this.pressure.reason }
     }
+    const q = this.controller
+    if (q !== null && q.shouldShed(now, this.stats.inFlight, QueueController.firstOn(req.socket))) {
+      return draining ? { ...this.queueRefusal as Refusal, close: true } : this.queueRefusal
+    }
     return null
+  }
+
+  /**
+   * A client that already closed its side before its handler would run: no handler, no answer
+   * (counted under clientGone). True when the door must drop the request.
+   */
+  private clientLeft (req: IncomingMessage): boolean {
+    const socket = req.socket
+    if (socket === null || !(socket.readableEnded || socket.destroyed)) return false
+    this.stats.requests++
+    this.stats.record({ kind: 'client-gone', cause: 'client-gone', statusCode: null, code: null, req, route: null, elapsedMs: 0 })
+    socket.destroy()
+    return true
   }
 
   /** Counts and reports a refusal answered by an adapter (the request counts as seen, once). */
@@ -295,6 +325,7 @@ export class Guard implements PendingOwner {
     else this.inTail = p.inPrev
     p.inPrev = p.inNext = null
     this.stats.inFlight--
+    if (this.controller !== null) this.controller.completed++
     if (!p.res.writableFinished && !p.cut && !isAnswered(p.res)) {
       const elapsed = performance.now() - p.start
       this.stats.record({ kind: 'client-gone', cause: 'client-gone', statusCode: null, code: null, req: p.req, route: p.route, elapsedMs: elapsed })
@@ -490,7 +521,7 @@ export class Guard implements PendingOwner {
 
   /** Counters with the drain phase (docs/api.md#counters). */
   snapshot (): StatsSnapshot {
-    return this.stats.snapshot(this.drainState())
+    return this.stats.snapshot(this.drainState(), this.controller === null ? null : this.controller.state())
   }
 }
 

@@ -6,22 +6,28 @@
 import { toMs, type Duration } from './duration'
 import { HG_ERR_OPT_RANGE, HG_ERR_OPT_TYPE } from './errors'
 import type { Sampler } from './sampler'
+import { type QueueOptions, createQueueController } from './overload'
 
 /** Pressure set at a limit clears only at this fraction of it, so a reading hovering there does not flap. */
 export const PRESSURE_HYSTERESIS = 0.9
 
-export interface PressureOptions {
+/**
+ * Hard limits (every request is refused while one fails, and readiness fails) and the
+ * queueing-delay controller's settings (`queueTarget`, `queueInterval`: lib/overload.ts), which
+ * sheds only the excess and never fails readiness.
+ */
+export interface PressureOptions extends QueueOptions {
   /**
-   * Event-loop delay above which the server is under pressure (ms, or '1s'), judged on the p99 of
-   * the last 1 s window (not the mean, which hides stalls). At 1 s every request waits a second
-   * before its handler starts: past any GC pause, and before typical 5–30 s budgets run out.
-   * `false` or 0 turns the check off.
-   * @default 1000 (ms)
+   * Hard limit on the event-loop delay (ms, or '1s'), judged on the p99 of the last 1 s window.
+   * Off by default: the queueing-delay controller sheds the excess load instead of refusing
+   * everything for a window, and a long stall is handled per request (HG_ERR_STALLED) and by
+   * liveness. Set it for an on/off switch (readiness then fails too).
+   * @default false
    */
   maxEventLoopDelay?: Duration | false
   /**
-   * Share of the last window the event loop was busy (0..1). Off by default: a loop at 99% with
-   * short tasks still answers quickly; the delay check sees the case that hurts.
+   * Hard limit on the share of the last window the event loop was busy (0..1). Off by default: a
+   * loop at 99% with short tasks still answers quickly; the queueing delay sees the case that hurts.
    * @default false
    */
   maxEventLoopUtilization?: number | false
@@ -30,8 +36,10 @@ export interface PressureOptions {
   /** Resident set size (bytes). @default 90% of the cgroup memory limit when there is one, else off */
   maxRssBytes?: number | false
   /**
-   * Sustained CFS throttling: throttled periods / periods over the last 5 s (0..1).
-   * @default 0.5 when the cgroup has a CPU limit, else off
+   * Hard limit on sustained CFS throttling: throttled periods / periods over the last 5 s (0..1).
+   * Off by default: a pod serving at its CPU limit is throttled and still serving; the queueing
+   * delay says when it cannot keep up.
+   * @default false
    */
   maxThrottledRatio?: number | false
   /**
@@ -93,15 +101,14 @@ class Evaluator implements Pressure {
 
   constructor (private readonly sampler: Sampler, options: PressureOptions, private readonly healthCheck: (() => boolean | Promise<boolean>) | null) {
     const { limits, sample } = sampler
-    this.add('eventLoop:delay', 'ms', duration('maxEventLoopDelay', options.maxEventLoopDelay, 1000), 'default: 1000 ms')
+    this.add('eventLoop:delay', 'ms', duration('maxEventLoopDelay', options.maxEventLoopDelay, 0), '')
     this.add('eventLoop:utilization', 'ratio', ratio('maxEventLoopUtilization', options.maxEventLoopUtilization, 0), '')
     this.add('memory:heapUsed', 'bytes', bytes('maxHeapUsedBytes', options.maxHeapUsedBytes, Math.floor(0.9 * sample.heapLimitBytes)),
       `default: 90% of V8 heap_size_limit (${mib(sample.heapLimitBytes)})`)
     const memoryLimit = limits.memory.limitBytes
     this.add('memory:rss', 'bytes', bytes('maxRssBytes', options.maxRssBytes, memoryLimit === null ? 0 : Math.floor(0.9 * memoryLimit)),
       `default: 90% of the cgroup memory limit (${memoryLimit === null ? '' : mib(memoryLimit)}, ${limits.memory.source})`)
-    this.add('cpu:throttling', 'ratio', ratio('maxThrottledRatio', options.maxThrottledRatio, limits.cpu.limitCores === null ? 0 : 0.5),
-      `default: 0.5 under a CPU limit of ${limits.cpu.limitCores} cores (${limits.cpu.source})`)
+    this.add('cpu:throttling', 'ratio', ratio('maxThrottledRatio', options.maxThrottledRatio, 0), '')
     this.healthIntervalMs = toMs('healthCheckInterval', options.healthCheckInterval ?? 5000)
     if (healthCheck !== null) {
       this.add('application:healthCheck', 'boolean', [1, true], 'option')
@@ -243,6 +250,7 @@ export function checkPressureOptions (options: PressureOptions): PressureOptions
   if (healthCheck !== false && typeof healthCheck !== 'function') {
     throw new HG_ERR_OPT_TYPE('healthCheck', healthCheck, 'a function returning a boolean or a promise of one, or false')
   }
+  createQueueController(options) // plain state: checks queueTarget / queueInterval
   return options
 }
 

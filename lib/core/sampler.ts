@@ -84,6 +84,8 @@ export interface Sampler {
   readonly running: boolean
   /** performance.now() of the last tick. */
   readonly lastTickAt: number
+  /** Time between the last two ticks (ms): TICK_MS on an idle loop, more when iterations run back to back. */
+  readonly lastTickGapMs: number
   /** performance.now() at which the last stall ended (-Infinity: none yet). */
   readonly lastStallEndedAt: number
   readonly lastStallDurationMs: number
@@ -109,6 +111,7 @@ class SharedSampler implements Sampler {
   running = true
   refs = 0
   lastTickAt = performance.now()
+  lastTickGapMs = TICK_MS
   lastStallEndedAt = -Infinity
   lastStallDurationMs = 0
   backlogUntil = -Infinity
@@ -183,6 +186,7 @@ class SharedSampler implements Sampler {
       this.backlogUntil = Math.min(now + BACKLOG_WINDOW_MS, this.lastStallEndedAt + Math.max(BACKLOG_WINDOW_MS, this.backlogMs))
     }
     this.lastTickAt = now
+    this.lastTickGapMs = gapMs
     if (this.heartbeat !== null) this.heartbeat()
     if (now - this.sample.at >= SAMPLE_INTERVAL_MS) this.takeSample(now)
   }

@@ -7,6 +7,7 @@
 import diagnosticsChannel from 'node:diagnostics_channel'
 import type { IncomingMessage } from 'node:http'
 import type { DrainState } from './drain-state'
+import type { QueueState } from './overload'
 
 /** Channel on which every incident is published (subscribe with `diagnostics_channel.subscribe`). */
 export const INCIDENT_CHANNEL = 'hangup-guard:incident'
@@ -18,7 +19,8 @@ export type IncidentCause =
   | 'socket-timeout' // the connection was inactive for `timeout` ms with a request in flight
   | 'body-timeout' // the request body stopped arriving (requestTimeout, or the socket timeout while it arrived)
   | 'headers-timeout' // the request headers did not arrive within headersTimeout
-  | 'overload' // pressure thresholds crossed
+  | 'overload' // a hard limit crossed (heap, RSS, healthCheck, or a threshold you set)
+  | 'capacity' // a standing queue: the request's estimated queueing delay was above the target
   | 'stall' // the request waited behind an event-loop stall longer than its budget
   | 'draining' // the server is shutting down
   | 'shutdown' // the drain's hard deadline passed
@@ -105,6 +107,7 @@ export interface StatsSnapshot {
     /** 408 answers to requests whose headers did not arrive within headersTimeout (HG_ERR_REQUEST_HEADERS_TIMEOUT). */
     readonly headersTimeout: number
     readonly overload: number
+    readonly capacity: number
     readonly stall: number
     readonly draining: number
     readonly shutdown: number
@@ -127,6 +130,8 @@ export interface StatsSnapshot {
   readonly healthChecks: number
   /** Drain phase ('serving' until a drain starts) and its times. */
   readonly drain: DrainState
+  /** The queueing-delay controller (docs/overload.md); null with `pressure: false` or `queueTarget: false`. */
+  readonly queue: QueueState | null
 }
 
 /** Mutable counters behind a guard; `snapshot()` gives the frozen, documented shape. */
@@ -138,6 +143,7 @@ export class Stats {
   answeredBodyTimeout = 0
   answeredHeadersTimeout = 0
   answeredOverload = 0
+  answeredCapacity = 0
   answeredStall = 0
   answeredDraining = 0
   answeredShutdown = 0
@@ -203,6 +209,7 @@ export class Stats {
         case 'body-timeout': this.answeredBodyTimeout++; break
         case 'headers-timeout': this.answeredHeadersTimeout++; break
         case 'overload': this.answeredOverload++; break
+        case 'capacity': this.answeredCapacity++; break
         case 'stall': this.answeredStall++; break
         case 'draining': this.answeredDraining++; break
         case 'handler-error': this.answeredHandlerError++; break
@@ -219,7 +226,7 @@ export class Stats {
     }
   }
 
-  snapshot (drain: DrainState): StatsSnapshot {
+  snapshot (drain: DrainState, queue: QueueState | null = null): StatsSnapshot {
     return Object.freeze({
       requests: this.requests,
       inFlight: this.inFlight,
@@ -229,6 +236,7 @@ export class Stats {
         bodyTimeout: this.answeredBodyTimeout,
         headersTimeout: this.answeredHeadersTimeout,
         overload: this.answeredOverload,
+        capacity: this.answeredCapacity,
         stall: this.answeredStall,
         draining: this.answeredDraining,
         shutdown: this.answeredShutdown,
@@ -239,7 +247,8 @@ export class Stats {
       clientGone: Object.freeze({ count: this.clientGone, wastedMs: Math.round(this.wastedMs) }),
       idleClosed: this.idleClosed,
       healthChecks: this.healthChecks,
-      drain
+      drain,
+      queue
     })
   }
 }

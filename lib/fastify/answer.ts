@@ -10,7 +10,7 @@ import { type AnswerOptions, neutralize, problemOf, sendAnswer } from '../core/a
 import type { HangupGuardError } from '../core/errors'
 import type { Pending } from '../core/pending'
 import { type RouteConfigSlots } from './options'
-import { kRoute, kAnsweredReply, kOriginalLog } from '../core/symbols'
+import { kRoute, kAnsweredReply, kOriginalLog, kProblemBody } from '../core/symbols'
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8'
 
@@ -48,7 +48,8 @@ export function answerPayload (reply: FastifyReply, err: HangupGuardError, opts:
   if (opts.close === true) reply.header('connection', 'close')
   if (appFormatsErrors(reply)) return err
   reply.header('content-type', PROBLEM_CONTENT_TYPE)
-  return JSON.stringify(problemOf(err))
+  // A shared, preformatted error (the capacity refusal) carries its body: nothing to build.
+  return (err as unknown as Record<symbol, string | undefined>)[kProblemBody] ?? JSON.stringify(problemOf(err))
 }
 
 /**

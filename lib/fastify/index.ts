@@ -145,6 +145,10 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
     done()
     return
   }
+  if (admitted === null) {
+    reply.hijack() // the client is gone: no handler, no answer
+    return
+  }
   refuse(guard, request, reply, admitted, config.url ?? null)
 }
 
@@ -201,7 +205,7 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     ...applied.notes.map((n) => `applied: ${n}`),
     "fastify: deadlines by hangup-guard's onRequest hook (route config hangupGuard.timeout overrides; routes with Fastify's handlerTimeout keep Fastify's).",
     underPressure !== null
-      ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's pressure verdict (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
+      ? `fastify: @fastify/under-pressure registered by hangup-guard, its health check fed with the core's hard limits only, the queueing-delay controller sheds in the core (${JSON.stringify({ ...underPressure, healthCheck: underPressure.healthCheck === undefined ? undefined : 'fn' })}); its 503s answered by hangup-guard.`
       : !composeUnderPressure ? 'fastify: @fastify/under-pressure left alone.' : "fastify: a @fastify/under-pressure you register answers with hangup-guard's 503 (route config.pressureHandler)."
   ]
   const handle: FastifyHangupGuard = {
@@ -210,6 +214,13 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     stats: () => guard.snapshot(),
     health: (kind: HealthKind = 'readiness') => binding.health(kind),
     drain: (drainOptions?: DrainOptions) => startDrain(server, guard, drainOptions)
+  }
+  if (guard.queue !== null) {
+    // One log line per change of the shedding state, never one per refusal.
+    guard.queue.onChange = (e) => {
+      if (e.shedding) app.log.warn({ hangupGuard: 'shedding', delayMs: e.delayMs, targetMs: e.targetMs }, 'hangup-guard: standing queue, shedding requests above the queueing target')
+      else app.log.info({ hangupGuard: 'shedding-stopped', delayMs: e.delayMs, targetMs: e.targetMs }, 'hangup-guard: queue drained, shedding stopped')
+    }
   }
   app.decorate('hangupGuard', handle)
   app.decorateRequest('deadline', null)

@@ -48,7 +48,9 @@ export function onPressure (request: FastifyRequest, reply: FastifyReply, type: 
 
 /**
  * Registers @fastify/under-pressure on `app` with the given thresholds and hangup-guard's answers.
- * Its healthCheck is fed with the core's pressure verdict (and your healthCheck, if any), so
+ * Its healthCheck is fed with the core's hard limits only (heap, RSS, healthCheck, thresholds the
+ * user set: `pressure.reason`), never the queueing-delay controller, whose shedding is per request
+ * in the core (an on/off switch is what it replaces). And your healthCheck, if any, so
  * `app.isUnderPressure()` reports what the guard judges: one set of thresholds, the core's
  * `pressure` option, plus whatever under-pressure thresholds you add.
  */

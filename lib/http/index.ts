@@ -54,7 +54,7 @@ function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolea
   }
   const admitted = guard.admit(req, res, guard.budget, null, null)
   if (admitted instanceof Pending) return true
-  refuse(guard, req, res, admitted)
+  if (admitted !== null) refuse(guard, req, res, admitted) // null: the client is gone, no answer
   return false
 }
 

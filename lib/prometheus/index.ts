@@ -50,13 +50,13 @@ interface Reading { stats: StatsSnapshot[], sampler: Sampler }
 
 /**
  * Gauges, one line each: name (after the prefix), help, how to read the value (null: no reading
- * yet, exported as NaN) and, optionally, whether it applies to this process at all. The overload
- * controller's queueing delay becomes one more line here.
+ * yet, exported as NaN) and, optionally, whether it applies to this process at all.
  */
 const GAUGES: ReadonlyArray<readonly [string, string, (r: Reading) => number | null, ((s: Sampler) => boolean)?]> = [
   ['in_flight_requests', 'Requests admitted and not yet answered.', (r) => r.stats.reduce((n, s) => n + s.inFlight, 0)],
   ['event_loop_delay_p99_seconds', 'Event-loop delay, 99th percentile over the last sample window (1 s).', (r) => finiteOrNull(r.sampler.sample.eventLoopDelayP99Ms / 1000)],
   ['event_loop_utilization_ratio', 'Share of the last sample window the event loop was busy (0..1).', (r) => finiteOrNull(r.sampler.sample.eventLoopUtilization)],
+  ['queueing_delay_seconds', 'Estimated queueing delay of the last request admitted or shed (the overload controller; the largest over the guards).', (r) => r.stats.reduce<number | null>((max, s) => s.queue == null ? max : Math.max(max ?? 0, s.queue.delayMs / 1000), null)],
   ['cpu_throttled_ratio', 'Throttled CFS periods / periods over the last 5 s, under a cgroup CPU limit.', (r) => finiteOrNull(r.sampler.sample.throttledRatio ?? NaN), (s) => s.limits.cpu.limitCores !== null]
 ]
 

@@ -2,7 +2,7 @@ import http from 'node:http'
 import { expect } from 'tstyche'
 import {
   configureServerTimeouts, planTimeouts, deadlineOf, errors,
-  type ServerGuard, type TimeoutPlan, type PlanEntry, type Deadline, type StatsSnapshot, type Incident, type PresetName
+  type ServerGuard, type TimeoutPlan, type PlanEntry, type Deadline, type StatsSnapshot, type Incident, type PresetName, type QueueState
 } from '../../lib/index'
 
 const server = http.createServer()
@@ -12,6 +12,11 @@ expect(configureServerTimeouts(server, { upstream: 'aws-alb', handlerTimeout: '3
 expect(configureServerTimeouts(server, { upstream: { kind: 'l4', idleTimeout: 350_000 } }).stats()).type.toBe<StatsSnapshot>()
 expect(configureServerTimeouts(server, { onIncident: (i) => { expect(i).type.toBe<Incident>() } })).type.toBe<ServerGuard>()
 expect(configureServerTimeouts(server, { exclude: ['/sse/*', /^\/ws/] })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { pressure: { queueTarget: '100ms', queueInterval: 200 } })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { pressure: { queueTarget: false } })).type.toBe<ServerGuard>()
+expect(configureServerTimeouts(server, { pressure: { queueTarget: true } })).type.toRaiseError()
+expect(configureServerTimeouts(server).stats().queue).type.toBe<QueueState | null>()
+expect(configureServerTimeouts(server).stats().answered.capacity).type.toBe<number>()
 expect(configureServerTimeouts(server, { exclude: (req) => req.url === '/x' })).type.toBe<ServerGuard>()
 
 expect(configureServerTimeouts(server, { upstream: 'aws-albb' })).type.toRaiseError()

@@ -1,0 +1,92 @@
+/**
+ * The third place a request waits: inside the process, while handlers await a saturated
+ * dependency (a pool of 10 connections held 20 ms each). The loop is idle then, so neither the
+ * loop nor the accept-queue estimate sees it. Little's law does: over a window, the mean time
+ * in the process is W = L / λ (mean requests in flight over completions per ms), and a request
+ * admitted now waits about `inFlight / λ - minLatency` before its own work starts, where
+ * minLatency is the fastest W seen recently (Envoy's minRTT, Gradient2's long-term baseline).
+ *
+ * Per request: one field increment at completion, a sum and a count at admission. The window
+ * (ASYNC_WINDOW_MS) rolls at the first admission after it ends. The estimate counts only once
+ * the baseline is at least ASYNC_MIN_BASELINE_MS: with a fast synchronous handler, L / λ is the
+ * time a poll batch's responses take to be written and closed, the loop's own queue (judged by
+ * overload.ts with its own target); a hello world with 512 connections would otherwise look like
+ * 30 ms of in-process wait. (A gate on event-loop utilisation was tried and dropped: under a 3x
+ * async overload on a busy machine the loop itself got busy, the gate closed, and nothing was
+ * shed.)
+ */
+/** Window of the rate and in-flight averages (ms). */
+export const ASYNC_WINDOW_MS = 100
+/** Fewest completions in a window for its figures to count. */
+const MIN_COMPLETIONS = 10
+/** The baseline is the smallest W over this long (ms), in BUCKETS buckets: a slower dependency becomes the new normal. */
+export const MIN_LATENCY_MEMORY_MS = 30_000
+const BUCKETS = 10
+const BUCKET_MS = MIN_LATENCY_MEMORY_MS / BUCKETS
+/**
+ * Below this baseline (ms) the estimate is off: responses of a fast handler finish within the
+ * loop iteration that read them, and what L / λ then measures is the poll batch, the loop's queue.
+ */
+export const ASYNC_MIN_BASELINE_MS = 5
+/** The in-process wait allowed is half the baseline, at least this (ms): served requests stay within 1.5x the fastest. */
+export const ASYNC_TARGET_FLOOR_MS = 2
+
+export class AsyncWait {
+  /** Estimated in-process wait of the last request judged (ms). */
+  waitMs = 0
+  /** Completions per ms over the last window with enough requests; 0 until then. */
+  rate = 0
+  /** The baseline W (ms); Infinity until a window had enough completions. */
+  minLatencyMs = Infinity
+  private winStart = -1
+  private completedAtWin = 0
+  private inFlightSum = 0
+  private samples = 0
+  private readonly mins = new Float64Array(BUCKETS).fill(Infinity)
+  private readonly stamps = new Float64Array(BUCKETS).fill(-1)
+
+  /** In-process wait allowed (ms). */
+  get targetMs (): number {
+    const half = this.minLatencyMs / 2
+    return half > ASYNC_TARGET_FLOOR_MS ? half : ASYNC_TARGET_FLOOR_MS
+  }
+
+  /** Estimated in-process wait of a request admitted at `now` with `inFlight` others; `completed`: completions so far. */
+  estimate (now: number, inFlight: number, completed: number): number {
+    this.inFlightSum += inFlight
+    this.samples++
+    if (this.winStart < 0) {
+      this.winStart = now
+      this.completedAtWin = completed
+    } else if (now - this.winStart >= ASYNC_WINDOW_MS) this.roll(now, completed)
+    if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
+    const w = inFlight / this.rate - this.minLatencyMs
+    return (this.waitMs = w > 0 ? w : 0)
+  }
+
+  private roll (now: number, completed: number): void {
+    const span = now - this.winStart
+    const done = completed - this.completedAtWin
+    if (done >= MIN_COMPLETIONS) {
+      this.rate = done / span
+      const latency = this.inFlightSum / this.samples / this.rate
+      const n = Math.floor(now / BUCKET_MS)
+      const i = n % BUCKETS
+      if (this.stamps[i] !== n) {
+        this.stamps[i] = n
+        this.mins[i] = latency
+      } else if (latency < (this.mins[i] as number)) this.mins[i] = latency
+      let min = Infinity
+      for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
+      this.minLatencyMs = min
+    } else if (this.inFlightSum / this.samples >= MIN_COMPLETIONS) {
+      // Requests wait and (almost) none complete: the dependency stalls. The rate is low, not
+      // unknown (an unknown rate would read as "no queue" and let everything in).
+      this.rate = (done > 0 ? done : 1) / span
+    } // else: too few requests to tell; the last rate stands
+    this.winStart = now
+    this.completedAtWin = completed
+    this.inFlightSum = 0
+    this.samples = 0
+  }
+}
