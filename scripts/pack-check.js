@@ -81,7 +81,7 @@ for (const f of [...files].filter((x) => /^dist\/.*\.(js|d\.ts)$/.test(x))) {
   const text = fs.readFileSync(path.join(ROOT, f), 'utf8')
   for (const [, spec] of text.matchAll(/(?:require\(|from |import\()["'](\.{1,2}\/[^"']+)["']/g)) {
     const base = path.posix.normalize(path.posix.join(path.posix.dirname(f), spec))
-    const candidates = f.endsWith('.d.ts') ? [`${base}.d.ts`, `${base}/index.d.ts`, base] : [`${base}.js`, base]
+    const candidates = f.endsWith('.d.ts') ? [`${base}.d.ts`, `${base}/index.d.ts`, base] : [`${base}.js`, `${base}/index.js`, base]
     if (!candidates.some((c) => files.has(c) || (base === 'package.json'))) unresolved.push(`${f}: ${spec}`)
   }
 }
