@@ -8,15 +8,23 @@ const children = new Set()
 /**
  * Starts bench/server.js in its own process (so the load generator does not share the server's
  * event loop) and resolves once it listens on 127.0.0.1. `call(cmd)` asks it something over IPC.
+ * `spawn.execPath` runs it under another program (bench/cost.js: valgrind, whose own arguments and
+ * node's path are then `execArgv`); `spawn.startTimeoutMs` allows a slower start.
  */
-function startServer (mode, options = {}, execArgv = []) {
-  const child = fork(path.join(__dirname, 'server.js'), [mode, JSON.stringify(options)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+function startServer (mode, options = {}, execArgv = [], spawn = {}) {
+  const startTimeoutMs = spawn.startTimeoutMs ?? 15_000
+  const child = fork(path.join(__dirname, 'server.js'), [mode, JSON.stringify(options)], {
+    execArgv,
+    execPath: spawn.execPath ?? process.execPath,
+    env: spawn.env ?? process.env,
+    stdio: ['ignore', spawn.stdout ?? 'inherit', 'inherit', 'ipc']
+  })
   children.add(child)
   child.once('exit', () => children.delete(child))
   let nextId = 0
   const waiting = new Map()
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`bench server '${mode}' did not start within 15 s`)), 15_000)
+    const timer = setTimeout(() => reject(new Error(`bench server '${mode}' did not start within ${startTimeoutMs / 1000} s`)), startTimeoutMs)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server '${mode}' exited (${code}) before listening`)) })
     child.on('message', (msg) => {
       if (msg.type === 'listening') {
@@ -66,7 +74,7 @@ function parseArgs (argv) {
   for (const a of argv) {
     if (a === '--quick') args.quick = true
     else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
-    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|fastify`), { usage: true })
+    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=<section>[,<section>] (see bench/index.js)`), { usage: true })
   }
   return args
 }
