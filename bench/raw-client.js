@@ -41,8 +41,11 @@ class Connection {
       if (end === -1) break
       const head = this.buffer.slice(0, end)
       if (!head.startsWith('HTTP/1.1 200 ')) {
-        this.client.fail(new Error(`unexpected response: ${JSON.stringify(this.buffer.slice(0, 600))}`))
-        return
+        if (!this.client.tolerant) {
+          this.client.fail(new Error(`unexpected response: ${JSON.stringify(this.buffer.slice(0, 600))}`))
+          return
+        }
+        this.client.refused++
       }
       const length = /\r\ncontent-length: *(\d+)/i.exec(head)
       const total = length !== null ? end + 4 + Number(length[1]) : chunkedEnd(this.buffer, end + 4)
@@ -82,6 +85,9 @@ class RawClient {
     this.toIssue = 0
     this.pending = 0
     this.done = null
+    /** Warm-up: count answers other than 200 (`refused`) instead of failing on them. */
+    this.tolerant = false
+    this.refused = 0
   }
 
   async open () {
