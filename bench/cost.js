@@ -208,10 +208,10 @@ async function run ({ quick }) {
     return [{ section: 'cost', metric: 'instructions per request (callgrind)', value: 'skipped', target: missing, ok: null }]
   }
   const s = quick ? SETTINGS.quick : SETTINGS.full
-  console.log(`callgrind (${spawnSync('valgrind', ['--version']).stdout.toString().trim()}), all threads of the server process counted; ` +
+  console.log(`callgrind (${spawnSync('valgrind', ['--version']).stdout.toString().trim()}); ` +
     `client: bench/raw-client.js outside valgrind, ${s.connections} keep-alive connection(s) opened before counting, ` +
     `pipelining ${s.pipelinings.join(' and ')} (batches: the next once all are answered), GET / (hello world), warm-up ${s.warmup} requests per pipelining; ` +
-    `slope between runs of N1=${s.n1} and N2=${s.n2} requests, ${s.repeats} times; idle timer rate over ${s.idleMs} ms before and after.\n` +
+    `slope between runs of N1=${s.n1} and N2=${s.n2} requests, ${s.repeats} times; idle windows of ${s.idleMs} ms before and after.\n` +
     `counted: the event-loop thread under ${TOGGLE_FUNCTION} (timers excluded: see bench/cost.js)`)
   const results = {}
   for (const [label, mode] of SERVERS) {
@@ -223,6 +223,11 @@ async function run ({ quick }) {
     }
   }
   console.log('')
+  return report(results, s)
+}
+
+/** Prints the tables for `results` ({ label: measureServer() result }); returns the summary rows. */
+function report (results, s) {
   const rows = []
   for (const p of s.pipelinings) {
     table([[`server (pipelining ${p})`, ...Array.from({ length: s.repeats }, (_, i) => `instr/req rep ${i + 1}`), 'req/s under callgrind', 'idle (must be ~0)'],
@@ -248,4 +253,4 @@ function pct (ratio) {
   return `${d >= 0 ? '+' : ''}${d.toFixed(1)}%`
 }
 
-module.exports = { run, measureServer, SETTINGS, SERVER_OPTIONS }
+module.exports = { run, report, measureServer, SETTINGS, SERVER_OPTIONS }
