@@ -1,5 +1,5 @@
 'use strict'
-// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|pipelining|overload]
+// npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|pipelining|overload|cost]
 // Every figure is a ratio or a difference measured side by side in this run (the machine is shared
 // and noisy): never an absolute time. Servers run in child processes (bench/server.js).
 // Exit code: 1 when a correctness check fails (a leaked deadline, a request left in flight, a wrong
@@ -13,15 +13,20 @@ const SECTIONS = {
   stall: require('./stall'),
   fastify: require('./fastify'),
   pipelining: require('./pipelining'),
-  overload: require('./overload')
+  overload: require('./overload'),
+  cost: require('./cost')
 }
+/** Extra time the run watchdog allows a section (callgrind runs the servers ~50x slower). */
+const EXTRA_MS = { cost: 1_500_000 }
 
 async function main () {
   const args = parseArgs(process.argv.slice(2))
   for (const name of args.only ?? []) {
     if (!(name in SECTIONS)) throw Object.assign(new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`), { usage: true })
   }
-  const watchdogMs = args.quick ? 240_000 : 600_000 // overload alone: ~2 min quick, ~3 min full
+  const selected = Object.keys(SECTIONS).filter((name) => args.only === null || args.only.has(name))
+  // overload alone: ~2 min quick, ~3 min full; cost (callgrind) has its own allowance
+  const watchdogMs = (args.quick ? 240_000 : 600_000) + selected.reduce((ms, name) => ms + (EXTRA_MS[name] ?? 0) / (args.quick ? 3 : 1), 0)
   const watchdog = setTimeout(async () => {
     console.error(`bench: still running after ${watchdogMs / 1000} s, stopping`)
     await stopAllChildren()

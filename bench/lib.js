@@ -10,20 +10,23 @@ const children = new Set()
  * share the server's event loop) and resolves once it listens on 127.0.0.1. `call(cmd)` asks it
  * something over IPC. With `launch.cgroupDir`, a shell writes its own pid to the cgroup's
  * cgroup.procs and then execs node (same pid): the server loads every module inside the cgroup.
+ * `launch.execPath` runs it under another program (bench/cost.js: valgrind, whose own arguments and
+ * node's path are then `execArgv`); `launch.startTimeoutMs` allows a slower start.
  */
 function startServer (mode, options = {}, execArgv = [], launch = {}) {
+  const startTimeoutMs = launch.startTimeoutMs ?? 15_000
   const script = launch.script ?? path.join(__dirname, 'server.js')
   const args = [mode, JSON.stringify(options)]
-  const stdio = ['ignore', 'inherit', 'inherit', 'ipc']
+  const stdio = ['ignore', launch.stdout ?? 'inherit', 'inherit', 'ipc']
   const child = launch.cgroupDir === undefined
-    ? fork(script, args, { execArgv, stdio })
+    ? fork(script, args, { execArgv, execPath: launch.execPath ?? process.execPath, env: launch.env ?? process.env, stdio })
     : spawn('/bin/sh', ['-c', 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', 'sh', launch.cgroupDir, process.execPath, ...execArgv, script, ...args], { stdio })
   children.add(child)
   child.once('exit', () => children.delete(child))
   let nextId = 0
   const waiting = new Map()
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`bench server '${mode}' did not start within 15 s`)), 15_000)
+    const timer = setTimeout(() => reject(new Error(`bench server '${mode}' did not start within ${startTimeoutMs / 1000} s`)), startTimeoutMs)
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`bench server '${mode}' exited (${code}) before listening`)) })
     child.on('message', (msg) => {
       if (msg.type === 'listening') {
@@ -73,7 +76,7 @@ function parseArgs (argv) {
   for (const a of argv) {
     if (a === '--quick') args.quick = true
     else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
-    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=throughput|deadline|memory|stall|fastify|overload`), { usage: true })
+    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=<section>[,<section>] (see bench/index.js)`), { usage: true })
   }
   return args
 }

@@ -7,8 +7,10 @@ const http = require('node:http')
 const { performance } = require('node:perf_hooks')
 const fs = require('node:fs')
 const path = require('node:path')
-const { configureServerTimeouts, deadlineOf } = require('../dist/index.js')
-const { deadlineSchedulerState } = require('../dist/core/deadline.js')
+// HG_BENCH_DIST: another build of the package (bench/cost.js experiments on a patched copy).
+const DIST = process.env.HG_BENCH_DIST ?? path.join(__dirname, '..', 'dist')
+const { configureServerTimeouts, deadlineOf } = require(path.join(DIST, 'index.js'))
+const { deadlineSchedulerState } = require(path.join(DIST, 'core', 'deadline.js'))
 
 const mode = process.argv[2]
 const options = JSON.parse(process.argv[3] ?? '{}')
@@ -36,6 +38,18 @@ const modes = {
   'http-guarded': () => {
     const server = http.createServer(hello)
     guard = configureServerTimeouts(server, options.guard ?? {})
+    return server
+  },
+  // "every feature on" (issue 12): the defaults plus handleSignals, a deadline header and three
+  // exclude patterns, none of which matches '/' (the requests stay guarded: the patterns are tested).
+  'http-guarded-all': () => {
+    const server = http.createServer(hello)
+    guard = configureServerTimeouts(server, {
+      ...options.guard,
+      handleSignals: true,
+      deadlineHeader: 'x-envoy-expected-rq-timeout-ms',
+      exclude: ['/metrics', '/static/*', /^\/internal\//]
+    })
     return server
   },
   // (b) deadline timeliness: the guard's 504 at D vs a handler's own setTimeout(D)
@@ -85,7 +99,7 @@ const modes = {
   // (d) Fastify
   'fastify-plain': () => fastifyApp(null),
   'fastify-guard': () => {
-    const file = path.join(__dirname, '..', 'dist', 'fastify', 'index.js')
+    const file = path.join(DIST, 'fastify', 'index.js')
     if (!fs.existsSync(file)) return { skip: 'dist/fastify/index.js does not exist (lib/fastify/index.ts not built yet)' }
     const mod = require(file)
     const plugin = typeof mod === 'function'
@@ -95,9 +109,9 @@ const modes = {
     if (typeof plugin !== 'function') return { skip: `dist/fastify/index.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
     // As documented (docs/api.md, Fastify plugin): factory options from fastifyServerOptions, then the plugin.
     const serverOptions = typeof mod.fastifyServerOptions === 'function' ? mod.fastifyServerOptions({}) : {}
-    return fastifyApp((app) => app.register(plugin, {}), serverOptions)
+    return fastifyApp((app) => app.register(plugin, options.guard ?? {}), serverOptions)
   },
-  'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), {
+  'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), options.underPressure ?? {
     maxEventLoopDelay: 1000,
     maxEventLoopUtilization: 0.98
   }))
