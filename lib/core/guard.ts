@@ -54,33 +54,43 @@ function onResponseClose (this: ServerResponse): void {
   if (p !== undefined) p.owner.settle(p)
 }
 
-type QueueSocket = Socket & { [kQueued]?: Pending[] }
+/** A socket with queued (pipelined) responses: the head of their list; the key's presence means its 'close' is watched. */
+type QueueSocket = Socket & { [kQueued]?: Pending | null }
 
 /**
  * A pipelined request's response waits in Node's queue until the ones before it are done; it gets
  * its socket, and with it its 'close' event, only then. When the connection closes first, Node 20
  * and 22 never emit 'close' for the queued ones: they are settled here, from the socket's 'close'
- * (one listener per connection that pipelines, none on the common path).
+ * (one listener per connection that pipelines, none on the common path). The list is intrusive
+ * (links in the Pending) and a request leaves it when it settles: nothing is allocated or kept
+ * alive for a settled request.
  */
 function watchQueued (p: Pending): void {
   const socket = p.req.socket as QueueSocket
-  let queue = socket[kQueued]
-  if (queue === undefined) {
-    queue = socket[kQueued] = []
-    socket.once('close', onQueueSocketClose)
-  } else if (queue.length >= 32) {
-    queue = socket[kQueued] = queue.filter(notDone)
-  }
-  queue.push(p)
+  const head = socket[kQueued]
+  if (head === undefined) socket.once('close', onQueueSocketClose)
+  p.qSocket = socket
+  p.qNext = head ?? null
+  if (head !== undefined && head !== null) head.qPrev = p
+  socket[kQueued] = p
 }
 
-function notDone (p: Pending): boolean { return !p.done }
+function unlinkQueued (p: Pending): void {
+  const socket = p.qSocket as QueueSocket
+  if (p.qPrev !== null) p.qPrev.qNext = p.qNext
+  else socket[kQueued] = p.qNext
+  if (p.qNext !== null) p.qNext.qPrev = p.qPrev
+  p.qPrev = p.qNext = null
+  p.qSocket = null
+}
 
 function onQueueSocketClose (this: QueueSocket): void {
-  const queue = this[kQueued]
-  if (queue === undefined) return
+  for (let p = this[kQueued] ?? null; p !== null;) {
+    const next = p.qNext
+    p.owner.settle(p) // unlinks it
+    p = next
+  }
   delete this[kQueued]
-  for (const p of queue) if (!p.done) p.owner.settle(p)
 }
 
 type DrainSocket = Socket & { [kLastResponse]?: ServerResponse }
@@ -319,6 +329,7 @@ export class Guard implements PendingOwner {
     if (p.done) return
     p.done = true
     unschedule(p)
+    if (p.qSocket !== null) unlinkQueued(p)
     if (p.inPrev !== null) p.inPrev.inNext = p.inNext
     else this.inHead = p.inNext
     if (p.inNext !== null) p.inNext.inPrev = p.inPrev

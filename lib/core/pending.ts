@@ -4,6 +4,7 @@
  * costs one allocation. The AbortController is created only when a handler asks for `signal`.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { type DeadlineEntry, type DeadlineList, type DeadlineOwner, schedule, unschedule } from './deadline'
 import { type Duration, toMs } from './duration'
@@ -39,6 +40,10 @@ export class Pending implements DeadlineEntry, Deadline {
   /** In-flight list of the owning guard. */
   inPrev: Pending | null = null
   inNext: Pending | null = null
+  /** List of the responses queued (pipelined) on one socket, while it is watched (guard.ts watchQueued). */
+  qPrev: Pending | null = null
+  qNext: Pending | null = null
+  qSocket: Socket | null = null
   /** Settled: answered, finished or gone. */
   done = false
   /** The guard destroyed this response after it had started (already counted). */
