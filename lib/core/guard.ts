@@ -128,6 +128,24 @@ function markLastResponses (head: Pending | null): void {
   for (let p = head; p !== null; p = p.inNext) if (p.req.socket !== null && (p.req.socket as DrainSocket)[kLastResponse] === p.res) markClose(p.res)
 }
 
+/**
+ * One header's value from `req.rawHeaders`, or undefined (absent, or sent twice: Node would join
+ * the two with ', ', which is no number). Not `req.headers`: Node builds that object on its first
+ * read (lib/_http_incoming.js), a cost the guard must not add to every request of an app that
+ * never reads it. `name` is lower case.
+ */
+function rawHeader (req: IncomingMessage, name: string): string | undefined {
+  const raw = req.rawHeaders
+  let value: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i] as string
+    if (key.length !== name.length || key.toLowerCase() !== name) continue
+    if (value !== undefined) return undefined
+    value = raw[i + 1]
+  }
+  return value
+}
+
 /** What a guard is built from, besides the plan and its options (bind.ts makes them). */
 export interface GuardParts {
   /** The sampler's stall reads; null: no stall shedding. */
@@ -230,8 +248,8 @@ export class Guard implements PendingOwner {
     const o = this.options
     if (routeBudget === 0 || (o.exclude !== null && o.exclude(req))) return 0
     if (o.deadlineHeader !== null) {
-      const raw = req.headers[o.deadlineHeader]
-      if (typeof raw === 'string' && raw.length > 0 && raw.length <= 10 && /^\d+$/.test(raw)) {
+      const raw = rawHeader(req, o.deadlineHeader)
+      if (raw !== undefined && raw.length > 0 && raw.length <= 10 && /^\d+$/.test(raw)) {
         const left = Number(raw) - o.deadlineMargin
         if (left < routeBudget) return left < 1 ? 1 : left
       }

@@ -1,0 +1,83 @@
+/**
+ * What the guard must not add to a request's path (issue 12), through both doors: work an app that
+ * does not ask for it would pay on every request. Costs themselves are counted by
+ * `npm run bench -- --only=cost` (callgrind); these tests pin the behaviour that keeps them away.
+ */
+import t from 'tap'
+import http, { type IncomingMessage } from 'node:http'
+import Fastify from 'fastify'
+import { configureServerTimeouts, type HangupGuardOptions } from '../../lib/http'
+import hangupGuard from '../../lib/fastify'
+import { QUIET, listen, closeServer, RawConnection, statusOf } from '../helpers/net'
+
+/** Node builds `req.headers` from `req.rawHeaders` on its first read, into this private slot. */
+function headersBuilt (req: IncomingMessage): boolean {
+  const slot = Object.getOwnPropertySymbols(req).find((s) => s.description === 'kHeaders')
+  if (slot === undefined) throw new Error(`no kHeaders slot on IncomingMessage in Node ${process.version}: update this test`)
+  return (req as unknown as Record<symbol, unknown>)[slot] != null
+}
+
+// Every per-request feature on: a deadline header, exclude patterns of each kind.
+const ALL: HangupGuardOptions = {
+  ...QUIET,
+  handlerTimeout: 2000,
+  deadlineHeader: 'x-envoy-expected-rq-timeout-ms',
+  deadlineMargin: 50,
+  exclude: ['/metrics', '/static/*', /^\/internal\//]
+}
+
+t.test('node:http door: the guard makes Node build req.headers no more than bare node:http does', async (t) => {
+  // Node 20 builds them for every request (its requireHostHeader check); later lines only on a read.
+  async function run (guarded: boolean): Promise<boolean[]> {
+    const seen: boolean[] = []
+    const server = http.createServer((req, res) => {
+      seen.push(headersBuilt(req))
+      res.end('ok')
+    })
+    const guard = guarded ? configureServerTimeouts(server, ALL) : null
+    const port = await listen(server)
+    const conn = new RawConnection(port)
+    await conn.ready()
+    t.equal(statusOf(await conn.send('/')), 200)
+    t.equal(statusOf(await conn.send('/x', 'X-Envoy-Expected-Rq-Timeout-Ms: 1000\r\n')), 200)
+    conn.destroy()
+    guard?.close()
+    await closeServer(server)
+    return seen
+  }
+  const bare = await run(false)
+  t.same(await run(true), bare, `as bare node:http on ${process.version}: ${JSON.stringify(bare)}`)
+})
+
+t.test('Fastify door: the plugin makes Node build req.headers no more than plain Fastify does', async (t) => {
+  async function run (register: boolean): Promise<boolean[]> {
+    const seen: boolean[] = []
+    const app = Fastify()
+    if (register) await app.register(hangupGuard, { ...ALL, underPressure: false })
+    app.get('/*', async (request) => { seen.push(headersBuilt(request.raw)); return 'ok' })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (app.server.address() as { port: number }).port
+    const conn = new RawConnection(port)
+    await conn.ready()
+    t.equal(statusOf(await conn.send('/')), 200)
+    t.equal(statusOf(await conn.send('/x', 'X-Envoy-Expected-Rq-Timeout-Ms: 1000\r\n')), 200)
+    conn.destroy()
+    await app.close()
+    return seen
+  }
+  const plain = await run(false)
+  t.same(await run(true), plain, `as plain Fastify: ${JSON.stringify(plain)}`)
+})
+
+t.test('the deadline header is read from the raw headers: any case; sent twice, ignored (as Node joins it)', async (t) => {
+  const server = http.createServer((req, res) => { setTimeout(() => res.end('ok'), 400) })
+  const guard = configureServerTimeouts(server, ALL)
+  const port = await listen(server)
+  t.teardown(async () => { guard.close(); await closeServer(server) })
+  const conn = new RawConnection(port)
+  await conn.ready()
+  t.equal(statusOf(await conn.send('/a', 'x-ENVOY-expected-rq-timeout-ms: 200\r\n')), 504, 'mixed case: the header shortens the budget')
+  t.equal(statusOf(await conn.send('/b', 'X-Envoy-Expected-Rq-Timeout-Ms: 200\r\nX-Envoy-Expected-Rq-Timeout-Ms: 200\r\n')), 200, 'twice: "200, 200" is no number')
+  conn.destroy()
+  t.equal(guard.stats().answered.deadline, 1)
+})
