@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import fp from 'fastify-plugin'
 import { type Binding, bindServer } from '../core/bind'
 import type { Guard, Refusal } from '../core/guard'
-import type { Deadline } from '../core/pending'
+import { type Deadline, Pending, deadlineOf } from '../core/pending'
 import type { TimeoutPlan } from '../core/plan'
 import type { StatsSnapshot } from '../core/stats'
 import type { DrainOptions } from '../core/options'
@@ -23,7 +23,6 @@ import { type SignalHandlers, onDrainSignals } from '../core/signals'
 import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from '../core/errors'
 import { resolveConfig } from '../core/config'
 import { kDoor, kRoute } from '../core/symbols'
-import { Pending } from '../core/pending'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
   type UnderPressureOptions, type FastifyTimeoutOptions, type RouteBudgetSource, type ResolvedUnderPressure,
@@ -141,8 +140,7 @@ function onRequest (this: FastifyInstance, request: FastifyRequest, reply: Fasti
   const guard = door.guard
   const admitted = guard.admit(request.raw, reply.raw, record.budget, reply, config.url ?? null)
   if (admitted instanceof Pending) {
-    request.deadline = admitted
-    done()
+    done() // request.deadline reads it (a getter: nothing stored per request)
     return
   }
   if (admitted === null) {
@@ -223,7 +221,9 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     }
   }
   app.decorate('hangupGuard', handle)
-  app.decorateRequest('deadline', null)
+  // A getter on the context's Request prototype: nothing per request (a value decoration is
+  // written into every Request Fastify builds, guarded or not, and set again at admission).
+  app.decorateRequest('deadline', { getter (this: FastifyRequest) { return deadlineOf(this.raw) } })
   app.addHook('onRoute', onRoute)
   // under-pressure first: under pressure it sheds before the guard tracks anything.
   if (underPressure !== null) await registerUnderPressure(app, underPressure, binding)
