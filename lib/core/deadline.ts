@@ -45,15 +45,21 @@ export class DeadlineList {
 const COALESCE_MS = 1
 
 const lists = new Map<number, DeadlineList>()
+/** The list used last (most requests share one budget: no Map lookup for them); always in `lists`. */
+let lastList: DeadlineList | null = null
 let timer: NodeJS.Timeout | null = null
 let armedAt = Infinity
 
 /** Adds an entry whose `at` and `budget` are set. */
 export function schedule (e: DeadlineEntry): void {
-  let list = lists.get(e.budget)
-  if (list === undefined) {
-    list = new DeadlineList(e.budget)
-    lists.set(e.budget, list)
+  let list = lastList
+  if (list === null || list.budget !== e.budget) {
+    list = lists.get(e.budget)
+    if (list === undefined) {
+      list = new DeadlineList(e.budget)
+      lists.set(e.budget, list)
+    }
+    lastList = list
   }
   e.list = list
   let after = list.tail
@@ -102,6 +108,7 @@ function onTimer (): void {
   for (const list of lists.values()) {
     if (list.head === null) {
       lists.delete(list.budget)
+      if (lastList === list) lastList = null
       continue
     }
     let e = list.head

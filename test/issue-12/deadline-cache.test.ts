@@ -1,0 +1,42 @@
+/**
+ * The deadline scheduler keeps the list it used last, so requests that share a budget skip the
+ * Map lookup (issue 12). A list the timer dropped (found empty) must never be used again.
+ */
+import t from 'tap'
+import { performance } from 'node:perf_hooks'
+import { schedule, unschedule, deadlineSchedulerState, type DeadlineEntry, type DeadlineOwner } from '../../lib/core/deadline'
+
+function entry (budget: number, owner: DeadlineOwner): DeadlineEntry {
+  return { at: performance.now() + budget, budget, prev: null, next: null, list: null, owner }
+}
+
+t.test('a budget whose list the timer dropped gets a new list, and its deadline fires', async (t) => {
+  const fired: DeadlineEntry[] = []
+  const owner: DeadlineOwner = { expire: (e) => { fired.push(e) } }
+  const first = entry(30, owner)
+  schedule(first)
+  unschedule(first) // settled before its deadline: the timer stays armed and finds the list empty
+  await new Promise((resolve) => setTimeout(resolve, 80))
+  t.equal(deadlineSchedulerState().lists, 0, 'the empty list was dropped')
+  const second = entry(30, owner)
+  schedule(second)
+  t.equal(deadlineSchedulerState().scheduled, 1, 'scheduled in a list the timer sees')
+  const start = performance.now()
+  while (fired.length === 0 && performance.now() - start < 3000) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.same(fired, [second], 'its deadline fired')
+})
+
+t.test('entries with different budgets each go to their own list', async (t) => {
+  const fired: number[] = []
+  const owner: DeadlineOwner = { expire: (e) => { fired.push(e.budget) } }
+  const a = entry(40, owner)
+  const b = entry(20, owner)
+  const c = entry(40, owner)
+  schedule(a)
+  schedule(b)
+  schedule(c)
+  t.equal(deadlineSchedulerState().scheduled, 3)
+  const start = performance.now()
+  while (fired.length < 3 && performance.now() - start < 3000) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.same(fired, [20, 40, 40], 'in deadline order')
+})
