@@ -54,12 +54,12 @@ let armedAt = Infinity
 export function schedule (e: DeadlineEntry): void {
   let list = lastList
   if (list === null || list.budget !== e.budget) {
-    list = lists.get(e.budget)
-    if (list === undefined) {
-      list = new DeadlineList(e.budget)
-      lists.set(e.budget, list)
+    let found = lists.get(e.budget)
+    if (found === undefined) {
+      found = new DeadlineList(e.budget)
+      lists.set(e.budget, found)
     }
-    lastList = list
+    list = lastList = found
   }
   e.list = list
   let after = list.tail

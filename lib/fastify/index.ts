@@ -87,6 +87,8 @@ interface Door {
   readonly fastifyHandlerTimeout: number
   /** Set each route's config.pressureHandler for a user-registered under-pressure. */
   readonly composePressure: boolean
+  /** Fastify's slot for the route context on a request; undefined: not looked for yet, null: not found. */
+  contextSlot: symbol | null | undefined
 }
 
 type DoorServer = Server & { [kDoor]?: Door }
@@ -118,15 +120,37 @@ function lateRecord (door: Door, request: FastifyRequest, config: RouteConfigSlo
   return record
 }
 
+type ContextHolder = FastifyRequest & Record<symbol, { config?: unknown } | undefined>
+
+/**
+ * The route's config. `request.routeOptions` builds a 12-field object on each read, and reads
+ * the server's initialConfig and constraint strategies to do it: the one public way, so it is
+ * used once per door, to find Fastify's own slot for the route context (lib/symbols.js
+ * `kRouteContext`, description 'fastify.context') and check it holds the same config. Later
+ * requests read that slot; where it is not found (another Fastify), routeOptions it stays.
+ */
+function routeConfig (door: Door, request: FastifyRequest): RouteConfigSlots {
+  const slot = door.contextSlot
+  if (slot !== null && slot !== undefined) {
+    const config = (request as ContextHolder)[slot]?.config
+    if (config !== undefined) return config as RouteConfigSlots
+  }
+  const config = request.routeOptions.config as RouteConfigSlots
+  if (slot === undefined) {
+    const found = Object.getOwnPropertySymbols(request).find((s) => s.description === 'fastify.context')
+    door.contextSlot = found !== undefined && (request as ContextHolder)[found]?.config === config ? found : null
+  }
+  return config
+}
+
 /**
  * Admission and deadline, in the context's onRequest chain (hooks added to the context before the
- * plugin run first: register it early). `request.routeOptions` builds an object per call (~40 ns,
- * measured on Node 20), the one cost here besides the core's verdict() and track().
+ * plugin run first: register it early).
  */
 function onRequest (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   const door = (this.server as DoorServer)[kDoor]
   if (door === undefined) { done(); return }
-  const config = request.routeOptions.config as RouteConfigSlots
+  const config = routeConfig(door, request)
   let record = config[kRoute]
   if (record === undefined) {
     try {
@@ -196,7 +220,8 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     plan,
     fallback: Object.freeze({ budget: guard.budget, source: 'default' as RouteBudgetSource, ownErrorHandler: false }),
     fastifyHandlerTimeout: (app.initialConfig as FastifyConfigView).handlerTimeout ?? 0,
-    composePressure: composeUnderPressure
+    composePressure: composeUnderPressure,
+    contextSlot: undefined
   }
 
   const notes = [
