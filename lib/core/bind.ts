@@ -18,7 +18,7 @@ import { createQueueController, type QueueController } from './overload'
 import { acceptQueueReader } from './accept-queue'
 import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
-import { acquireWatchdog, type Watchdog, type WatchdogOptions } from './watchdog'
+import { acquireWatchdog, watchdogHasWork, type Watchdog, type WatchdogOptions } from './watchdog'
 import type { HealthAnswer, HealthKind } from './health'
 
 /** Stall detection, load shedding and health: the parts that watch the process, not a request. */
@@ -136,7 +136,7 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
   let watchdog: Watchdog | null = null
   try {
     pressure = createPressure(sampler, config.pressure === false ? NO_PRESSURE : config.pressure)
-    if (config.watchdog !== false) watchdog = acquireWatchdog(config.watchdog)
+    if (config.watchdog !== false && watchdogHasWork(config.watchdog)) watchdog = acquireWatchdog(config.watchdog)
   } catch (err) {
     pressure?.close()
     sampler.release()

@@ -205,6 +205,16 @@ export function checkWatchdogOptions (options: WatchdogOptions): WatchdogOptions
   return options
 }
 
+/**
+ * Whether these options give the worker something to do: a stderr line (`logAfter`) or a callback
+ * (`onStall`). Without either it would only repeat what the sampler sees once the stall is over,
+ * and a worker thread in the process made every request of a guarded hello world cost about 600
+ * more instructions (callgrind, Node 20: `npm run bench -- --only=cost`): no thread then.
+ */
+export function watchdogHasWork (options: WatchdogOptions): boolean {
+  return (options.logAfter !== undefined && options.logAfter !== false) || (options.onStall !== undefined && options.onStall !== null)
+}
+
 /** Joins the process-wide watchdog (and the sampler it needs), starting it if needed. */
 export function acquireWatchdog (options: WatchdogOptions = {}): Watchdog {
   const logAfter = options.logAfter ?? false
