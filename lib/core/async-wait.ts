@@ -14,6 +14,13 @@
  * 30 ms of in-process wait. (A gate on event-loop utilisation was tried and dropped: under a 3x
  * async overload on a busy machine the loop itself got busy, the gate closed, and nothing was
  * shed.)
+ *
+ * Start-up (no baseline yet): a 100 ms window that opens on an overload has its W inflated by the
+ * queue that built up before anything completed (measured in simulation: 130 ms for a 20 ms
+ * dependency at 3x, and the min kept it for 30 s). So the first baseline also takes one probe,
+ * Vegas' RTT sample: a request admitted with nothing in flight did not queue, and the first
+ * completion after it is seen at the next admission, `now - probeAt` later. And the first window
+ * closes after MIN_COMPLETIONS completions instead of 100 ms, so the rate is known from then on.
  */
 /** Window of the rate and in-flight averages (ms). */
 export const ASYNC_WINDOW_MS = 100
@@ -39,6 +46,9 @@ export class AsyncWait {
   /** The baseline W (ms); Infinity until a window had enough completions. */
   minLatencyMs = Infinity
   private winStart = -1
+  /** Admission time of the start-up probe (-1: none), and the completions counted then. */
+  private probeAt = -1
+  private probeDone = 0
   private completedAtWin = 0
   private inFlightSum = 0
   private samples = 0
@@ -58,10 +68,25 @@ export class AsyncWait {
     if (this.winStart < 0) {
       this.winStart = now
       this.completedAtWin = completed
-    } else if (now - this.winStart >= ASYNC_WINDOW_MS) this.roll(now, completed)
+    } else if (now - this.winStart >= ASYNC_WINDOW_MS || (this.rate === 0 && completed - this.completedAtWin >= MIN_COMPLETIONS)) this.roll(now, completed)
+    if (this.minLatencyMs === Infinity || this.probeAt >= 0) this.probe(now, inFlight, completed)
     if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
     const w = inFlight / this.rate - this.minLatencyMs
     return (this.waitMs = w > 0 ? w : 0)
+  }
+
+  /** The start-up probe (until the first baseline): see the module comment. */
+  private probe (now: number, inFlight: number, completed: number): void {
+    if (this.probeAt < 0) {
+      if (inFlight === 0) {
+        this.probeAt = now
+        this.probeDone = completed
+      }
+    } else if (completed > this.probeDone) {
+      const latency = now - this.probeAt
+      this.probeAt = -1
+      this.sample(now, latency)
+    }
   }
 
   private roll (now: number, completed: number): void {
@@ -69,16 +94,7 @@ export class AsyncWait {
     const done = completed - this.completedAtWin
     if (done >= MIN_COMPLETIONS) {
       this.rate = done / span
-      const latency = this.inFlightSum / this.samples / this.rate
-      const n = Math.floor(now / BUCKET_MS)
-      const i = n % BUCKETS
-      if (this.stamps[i] !== n) {
-        this.stamps[i] = n
-        this.mins[i] = latency
-      } else if (latency < (this.mins[i] as number)) this.mins[i] = latency
-      let min = Infinity
-      for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
-      this.minLatencyMs = min
+      this.sample(now, this.inFlightSum / this.samples / this.rate)
     } else if (this.inFlightSum / this.samples >= MIN_COMPLETIONS) {
       // Requests wait and (almost) none complete: the dependency stalls. The rate is low, not
       // unknown (an unknown rate would read as "no queue" and let everything in).
@@ -88,5 +104,18 @@ export class AsyncWait {
     this.completedAtWin = completed
     this.inFlightSum = 0
     this.samples = 0
+  }
+
+  /** A latency sample (ms) for the baseline: the smallest over MIN_LATENCY_MEMORY_MS. */
+  private sample (now: number, latency: number): void {
+    const n = Math.floor(now / BUCKET_MS)
+    const i = n % BUCKETS
+    if (this.stamps[i] !== n) {
+      this.stamps[i] = n
+      this.mins[i] = latency
+    } else if (latency < (this.mins[i] as number)) this.mins[i] = latency
+    let min = Infinity
+    for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
+    this.minLatencyMs = min
   }
 }

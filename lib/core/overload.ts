@@ -240,7 +240,8 @@ export class QueueController {
    * backlog of a stall must be served, requirement (d), and their noise floor is the quota's.)
    */
   private burstTooLong (inProcessWaitMs: number): boolean {
-    if (inProcessWaitMs < this.intervalMs) return false
+    const baseline = this.inProcess.minLatencyMs
+    if (inProcessWaitMs < (baseline < this.intervalMs ? baseline : this.intervalMs)) return false
     this.shed++
     return true
   }
