@@ -409,3 +409,15 @@ t.test('issue 9 (c): a cold start at 3x capacity: a baseline from the first comp
   t.ok(maxWait(run.waits, 0, 60) <= 60, `before: ${maxWait(run.waits, 0, 60)} ms`)
   t.ok(run.served >= 0.8 * 0.5 * 3000, `served ${run.served} of a capacity of 1500`)
 })
+
+t.test('issue 9 (c): 30 s of light traffic leave a baseline close to the true latency, and a 3x overload after them is served at capacity', async (t) => {
+  // The baseline is a minimum over 30 s: noisy samples would pull it down, and under 2/3 of the
+  // true latency even one request in flight reads above the target (one request served at a time).
+  const w = new AsyncWait()
+  const q = new QueueController(250, 100, 5, w)
+  dependencyRun(q, 0, 30_000, 0.1)
+  t.ok(w.minLatencyMs > 20 * 2 / 3 && w.minLatencyMs <= 20, `baseline ${w.minLatencyMs} ms (true 20 ms; 100 ms windows pulled it to 10 ms)`)
+  const run = dependencyRun(q, 30_000, 3000, 1.5)
+  t.ok(run.served >= 0.8 * 0.5 * 3000, `served ${run.served} of a capacity of 1500`)
+  t.ok(maxWait(run.waits) <= 20, `longest wait ${maxWait(run.waits)} ms`)
+})

@@ -20,12 +20,21 @@
  * dependency at 3x, and the min kept it for 30 s). So the first baseline also takes one probe,
  * Vegas' RTT sample: a request admitted with nothing in flight did not queue, and the first
  * completion after it is seen at the next admission, `now - probeAt` later. And the first window
- * closes after MIN_COMPLETIONS completions instead of 100 ms, so the rate is known from then on.
+ * closes after MIN_COMPLETIONS completions instead of 100 ms, so the rate is known from then on
+ * (its W is not a sample: it began with nothing in flight and reads low).
  */
 /** Window of the rate and in-flight averages (ms). */
 export const ASYNC_WINDOW_MS = 100
 /** Fewest completions in a window for its figures to count. */
 const MIN_COMPLETIONS = 10
+/**
+ * Fewest completions behind one baseline sample: consecutive windows are pooled until they have
+ * this many. The baseline is a minimum, so a noisy sample pulls it down: from 100 ms windows of
+ * ~10 completions (100 req/s) it read 13–16 ms for a 20 ms dependency, and with a baseline under
+ * 2/3 of the true latency even one request in flight reads above the target (half the baseline):
+ * the server then serves one request at a time (measured: 10% of the dependency's capacity).
+ */
+const SAMPLE_COMPLETIONS = 50
 /** The baseline is the smallest W over this long (ms), in BUCKETS buckets: a slower dependency becomes the new normal. */
 export const MIN_LATENCY_MEMORY_MS = 30_000
 const BUCKETS = 10
@@ -52,6 +61,11 @@ export class AsyncWait {
   private completedAtWin = 0
   private inFlightSum = 0
   private samples = 0
+  /** Windows pooled for the next baseline sample: their in-flight sum and count, completions, span. */
+  private poolInFlight = 0
+  private poolSamples = 0
+  private poolDone = 0
+  private poolSpan = 0
   private readonly mins = new Float64Array(BUCKETS).fill(Infinity)
   private readonly stamps = new Float64Array(BUCKETS).fill(-1)
 
@@ -94,7 +108,9 @@ export class AsyncWait {
     const done = completed - this.completedAtWin
     if (done >= MIN_COMPLETIONS) {
       this.rate = done / span
-      this.sample(now, this.inFlightSum / this.samples / this.rate)
+      // A first window closed early gives the rate only: it began with nothing in flight, so its
+      // mean in flight, and the W from it, read low (the probe gives the first baseline).
+      if (span >= ASYNC_WINDOW_MS) this.pool(now, span, done)
     } else if (this.inFlightSum / this.samples >= MIN_COMPLETIONS) {
       // Requests wait and (almost) none complete: the dependency stalls. The rate is low, not
       // unknown (an unknown rate would read as "no queue" and let everything in).
@@ -104,6 +120,17 @@ export class AsyncWait {
     this.completedAtWin = completed
     this.inFlightSum = 0
     this.samples = 0
+  }
+
+  /** Pools a window; a sample (W = mean in flight / rate) once SAMPLE_COMPLETIONS completed. */
+  private pool (now: number, span: number, done: number): void {
+    this.poolInFlight += this.inFlightSum
+    this.poolSamples += this.samples
+    this.poolDone += done
+    this.poolSpan += span
+    if (this.poolDone < SAMPLE_COMPLETIONS) return
+    this.sample(now, this.poolInFlight / this.poolSamples / (this.poolDone / this.poolSpan))
+    this.poolInFlight = this.poolSamples = this.poolDone = this.poolSpan = 0
   }
 
   /** A latency sample (ms) for the baseline: the smallest over MIN_LATENCY_MEMORY_MS. */
