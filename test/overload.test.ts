@@ -356,14 +356,17 @@ t.test('in-process: before a standing queue is declared, a burst is admitted onl
  * `slots` slots x `serviceMs` (FIFO), judged by the controller with an idle loop. Returns each
  * admitted request's wait for a slot, by the millisecond it arrived (relative to `from`).
  */
+const deps = new WeakMap<QueueController, { free: number[], ends: number[], done: number }>()
 function dependencyRun (q: QueueController, from: number, ms: number, perMs: number, slots = 10, serviceMs = 20): { waits: Array<[number, number]>, offered: number, served: number } {
   // Poisson arrivals from a fixed seed (evenly spaced ones would alias with the service time).
   let seed = 12345
   const gap = (): number => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return -Math.log((seed + 1) / 4294967297) / perMs }
-  let next = from + gap()
-  const free = new Array<number>(slots).fill(from)
-  const ends: number[] = [] // completion times, in admission order (FIFO, equal service: sorted)
-  let done = 0
+  let next = perMs > 0 ? from + gap() : Infinity
+  // The dependency outlives a run: requests still in it complete during the next one.
+  const dep = deps.get(q) ?? { free: new Array<number>(slots).fill(from), ends: [] as number[], done: 0 }
+  deps.set(q, dep)
+  const { free, ends } = dep // ends: completion times, in admission order (FIFO, equal service: sorted)
+  let done = dep.done
   const waits: Array<[number, number]> = []
   let offered = 0
   for (let now = from; now < from + ms; now += 2) {
@@ -380,6 +383,7 @@ function dependencyRun (q: QueueController, from: number, ms: number, perMs: num
       waits.push([now - from, start - now])
     }
   }
+  dep.done = done
   return { waits, offered, served: waits.length }
 }
 
@@ -418,6 +422,19 @@ t.test('issue 9 (c): 30 s of light traffic leave a baseline close to the true la
   dependencyRun(q, 0, 30_000, 0.1)
   t.ok(w.minLatencyMs > 20 * 2 / 3 && w.minLatencyMs <= 20, `baseline ${w.minLatencyMs} ms (true 20 ms; 100 ms windows pulled it to 10 ms)`)
   const run = dependencyRun(q, 30_000, 3000, 1.5)
+  t.ok(run.served >= 0.8 * 0.5 * 3000, `served ${run.served} of a capacity of 1500`)
+  t.ok(maxWait(run.waits) <= 20, `longest wait ${maxWait(run.waits)} ms`)
+})
+
+t.test('issue 9 (c): an idle pause between light traffic and an overload leaves no stale rate behind (served at capacity, not one at a time)', async (t) => {
+  // The bench waits for the server to go idle between its unloaded and loaded runs. The window open
+  // across that pause counted a few completions over its whole span: a rate of 0.02 per ms, under
+  // which one request in flight reads as 30 ms of wait.
+  const w = new AsyncWait()
+  const q = new QueueController(250, 100, 5, w)
+  dependencyRun(q, 0, 2000, 0.1)
+  dependencyRun(q, 2000, 500, 0) // idle: the last requests complete, none arrives
+  const run = dependencyRun(q, 2500, 3000, 1.5)
   t.ok(run.served >= 0.8 * 0.5 * 3000, `served ${run.served} of a capacity of 1500`)
   t.ok(maxWait(run.waits) <= 20, `longest wait ${maxWait(run.waits)} ms`)
 })

@@ -106,7 +106,11 @@ export class AsyncWait {
   private roll (now: number, completed: number): void {
     const span = now - this.winStart
     const done = completed - this.completedAtWin
-    if (done >= MIN_COMPLETIONS) {
+    if (span >= 2 * ASYNC_WINDOW_MS) {
+      // Nothing was admitted for a window or more (idle, or a stall): its completions over the
+      // whole span are no rate (0.02 per ms after light traffic and a pause, under which one
+      // request in flight reads as 30 ms of wait). The next window measures afresh.
+    } else if (done >= MIN_COMPLETIONS) {
       this.rate = done / span
       // A first window closed early gives the rate only: it began with nothing in flight, so its
       // mean in flight, and the W from it, read low (the probe gives the first baseline).
