@@ -30,9 +30,9 @@ const MIN_COMPLETIONS = 10
 /**
  * Fewest completions behind one baseline sample: consecutive windows are pooled until they have
  * this many. The baseline is a minimum, so a noisy sample pulls it down: from 100 ms windows of
- * ~10 completions (100 req/s) it read 13–16 ms for a 20 ms dependency, and with a baseline under
- * 2/3 of the true latency even one request in flight reads above the target (half the baseline):
- * the server then serves one request at a time (measured: 10% of the dependency's capacity).
+ * ~10 completions (100 req/s) it fell to 10 ms for a 20 ms dependency over 30 s, and with a
+ * baseline under 2/3 of the true latency even one request in flight reads above the target (half
+ * the baseline): the server then serves one request at a time (simulation: 53% of capacity).
  */
 const SAMPLE_COMPLETIONS = 50
 /** The baseline is the smallest W over this long (ms), in BUCKETS buckets: a slower dependency becomes the new normal. */
@@ -52,7 +52,7 @@ export class AsyncWait {
   waitMs = 0
   /** Completions per ms over the last window with enough requests; 0 until then. */
   rate = 0
-  /** The baseline W (ms); Infinity until a window had enough completions. */
+  /** The baseline W (ms); Infinity until the start-up probe or a pooled sample gave one. */
   minLatencyMs = Infinity
   private winStart = -1
   /** Admission time of the start-up probe (-1: none), and the completions counted then. */
