@@ -1,5 +1,6 @@
 'use strict'
 // npm run bench [-- --quick] [-- --only=throughput|deadline|memory|stall|fastify|pipelining|overload|cost]
+//   overload only: [--scenarios=a,b,c,d] (default: all) [--servers=bare,under-pressure,guard-http,guard-fastify] (default: all)
 // Every figure is a ratio or a difference measured side by side in this run (the machine is shared
 // and noisy): never an absolute time. Servers run in child processes (bench/server.js).
 // Exit code: 1 when a correctness check fails (a leaked deadline, a request left in flight, a wrong
@@ -24,6 +25,7 @@ async function main () {
   for (const name of args.only ?? []) {
     if (!(name in SECTIONS)) throw Object.assign(new Error(`--only: unknown section '${name}' (${Object.keys(SECTIONS).join('|')})`), { usage: true })
   }
+  SECTIONS.overload.checkFilters(args) // a usage error for an unknown scenario or server
   const selected = Object.keys(SECTIONS).filter((name) => args.only === null || args.only.has(name))
   // overload alone: ~2 min quick, ~3 min full; cost (callgrind) has its own allowance
   const watchdogMs = (args.quick ? 240_000 : 600_000) + selected.reduce((ms, name) => ms + (EXTRA_MS[name] ?? 0) / (args.quick ? 3 : 1), 0)

@@ -72,11 +72,15 @@ function stopAllChildren () {
 }
 
 function parseArgs (argv) {
-  const args = { quick: false, only: null }
+  // scenarios / servers: filters of the overload section (bench/overload.js); null: all.
+  const args = { quick: false, only: null, scenarios: null, servers: null }
+  const list = (a) => new Set(a.slice(a.indexOf('=') + 1).split(',').filter(Boolean))
   for (const a of argv) {
     if (a === '--quick') args.quick = true
-    else if (a.startsWith('--only=')) args.only = new Set(a.slice(7).split(',').filter(Boolean))
-    else throw Object.assign(new Error(`unknown argument ${a}; use --quick and/or --only=<section>[,<section>] (see bench/index.js)`), { usage: true })
+    else if (a.startsWith('--only=')) args.only = list(a)
+    else if (a.startsWith('--scenarios=') || a.startsWith('--scenario=')) args.scenarios = list(a)
+    else if (a.startsWith('--servers=')) args.servers = list(a)
+    else throw Object.assign(new Error(`unknown argument ${a}; use --quick, --only=<section>[,<section>], --scenarios=a,b,c,d and --servers=<mode>[,<mode>] (overload; see bench/index.js)`), { usage: true })
   }
   return args
 }

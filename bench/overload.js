@@ -9,6 +9,7 @@
 //  (c) no CPU limit; the handler awaits a dependency of 10 slots x 20 ms (500 req/s), offered
 //      open-loop at 3x that; the unloaded p99 is measured first at 100 req/s.
 //  (d) 50 req/s open-loop over keep-alive, one 1.5 s event-loop stall (GET /stall).
+// Filters (bench/index.js): --scenarios=a,b,c,d and --servers=<mode>,... run a part (default: all).
 const path = require('node:path')
 const os = require('node:os')
 const { fork, execFileSync } = require('node:child_process')
@@ -22,6 +23,18 @@ const SERVERS = [
   { label: 'hangup-guard node:http', mode: 'guard-http', guard: true },
   { label: 'hangup-guard Fastify', mode: 'guard-fastify', guard: true }
 ]
+const SCENARIOS = ['a', 'b', 'c', 'd']
+
+/** Throws a usage error for a scenario or server the filters name that does not exist. */
+function checkFilters ({ scenarios, servers }) {
+  const bad = (kind, names, known) => {
+    for (const n of names ?? []) {
+      if (!known.includes(n)) throw Object.assign(new Error(`--${kind}: unknown ${kind.slice(0, -1)} '${n}' (${known.join('|')})`), { usage: true })
+    }
+  }
+  bad('scenarios', scenarios, SCENARIOS)
+  bad('servers', servers, SERVERS.map((s) => s.mode))
+}
 const QUOTA = { quotaUs: 25_000, periodUs: 100_000 }
 const SCRIPT = path.join(__dirname, 'overload-server.js')
 
@@ -141,9 +154,9 @@ async function withServer (spec, options, cgroupDir, fn) {
 }
 
 // (a) and (b): one process per server in a fresh cgroup, capacity then overload for each.
-async function cpuLimited (c, client) {
+async function cpuLimited (c, client, keys, servers) {
   const results = []
-  for (const spec of SERVERS) {
+  for (const spec of servers) {
     const { dir, reason } = makeCgroup(spec.mode, QUOTA)
     if (reason !== undefined) return { skipped: reason }
     try {
@@ -154,7 +167,7 @@ async function cpuLimited (c, client) {
         await settle(server, 3000)
         // Both capacities first: a capacity run right after an overload run would measure the
         // overload's after-effects (lagging pressure windows), not what the server can serve.
-        const scenarios = [['a', 'new'], ['b', 'keep-alive']]
+        const scenarios = [['a', 'new'], ['b', 'keep-alive']].filter(([key]) => keys.includes(key))
         for (const [key, connection] of scenarios) {
           const cap = await measure(server, client, { ...base, phase: `cap-${key}`, connection, durationMs: c.capacityMs, closed: { clients: c.capacityClients } }, 3000)
           row[key] = { capacity: cap.served * c.durationMs / c.capacityMs, cap }
@@ -200,9 +213,9 @@ function worstSecond (load) {
 }
 
 // (c) no CPU limit, I/O-bound handler.
-async function ioBound (c, client) {
+async function ioBound (c, client, servers) {
   const results = []
-  for (const spec of SERVERS) {
+  for (const spec of servers) {
     results.push(await withServer(spec, { handler: 'io', slots: c.slots, ioMs: c.ioMs }, null, async (server) => {
       const base = { timeoutMs: c.timeoutMs, connection: 'keep-alive' }
       const unloaded = await measure(server, client, { ...base, phase: 'c-unloaded', durationMs: c.unloadedMs, open: { rate: c.unloadedRps } }, 3000)
@@ -241,9 +254,9 @@ function printIoTable (c, results) {
 }
 
 // (d) light traffic, one stall.
-async function oneStall (c, client) {
+async function oneStall (c, client, servers) {
   const results = []
-  for (const spec of SERVERS) {
+  for (const spec of servers) {
     results.push(await withServer(spec, { handler: 'cpu', cpuMs: 0 }, null, async (server) => {
       await client.run({ port: server.port, phase: 'warm', timeoutMs: c.timeoutMs, connection: 'keep-alive', durationMs: 500, open: { rate: c.rps } })
       const load = await measure(server, client, {
@@ -285,10 +298,10 @@ function printStallTable (c, results) {
   console.log('sent = the client\'s send time, compared with the stall\'s start and end as the server clocked them (Date.now(), same machine)')
 }
 
-function summary (a, c, d, cfg) {
+function summary (a, c, d, cfg, keys) {
   const rows = []
   const push = (metric, value, target, ok, hard = false) => rows.push({ section: 'overload', metric, value, target, ok, hard })
-  for (const key of ['a', 'b']) {
+  for (const key of keys) {
     for (const r of a.results ?? []) {
       if (!r.spec.guard) continue
       const { capacity, load } = r[key]
@@ -312,42 +325,45 @@ function summary (a, c, d, cfg) {
   return rows
 }
 
-async function run ({ quick }) {
+async function run ({ quick, scenarios = null, servers = null }) {
+  checkFilters({ scenarios, servers })
   const cfg = config(quick)
+  const want = (key) => scenarios === null || scenarios.has(key)
+  const specs = SERVERS.filter((s) => servers === null || servers.has(s.mode))
+  const cpuKeys = ['a', 'b'].filter(want)
   const q = `cpu.cfs_quota_us ${QUOTA.quotaUs} / cpu.cfs_period_us ${QUOTA.periodUs} (${QUOTA.quotaUs / QUOTA.periodUs} CPU)`
-  console.log(`code: ${commit()}; node ${process.version} (servers and client), ${os.cpus().length} CPUs, load average ${loadavg()} at start; servers: ${SERVERS.map((s) => s.label).join(', ')} (hangup-guard and under-pressure: defaults, under-pressure maxEventLoopDelay 1000)`)
+  console.log(`code: ${commit()}; node ${process.version} (servers and client), ${os.cpus().length} CPUs, load average ${loadavg()} at start; scenarios: ${SCENARIOS.filter(want).join(', ')}; servers: ${specs.map((s) => s.label).join(', ')} (hangup-guard and under-pressure: defaults, under-pressure maxEventLoopDelay 1000)`)
   const client = await startClient()
   const interrupted = () => { console.error('overload: interrupted, stopping servers and removing cgroups'); process.exit(130) }
   process.once('SIGINT', interrupted)
   process.once('SIGTERM', interrupted)
   try {
     const { cpu, io, stall } = cfg
-    console.log(`\n-- (a) new connection per request / (b) keep-alive: ${q}, handler ~${cpu.cpuMs} ms of CPU, ${cpu.clients} closed-loop clients, ` +
-      `client timeout ${cpu.timeoutMs} ms, ${cpu.durationMs / 1000} s; capacity: ${cpu.capacityClients} clients, ${cpu.capacityMs / 1000} s, guard running --`)
     let t0 = Date.now()
     const took = () => { const s = ((Date.now() - t0) / 1000).toFixed(0); t0 = Date.now(); return `(${s} s; load average ${loadavg()})` }
-    const a = await cpuLimited(cpu, client)
-    if (a.skipped !== undefined) {
-      console.log(`SKIPPED (a) and (b): ${a.skipped}`)
-    } else {
-      console.log(`handler CPU per call, measured in each server: ${a.results.map((r) => `${r.spec.mode} ${fmt(r.calibratedMs, 2)} ms`).join(', ')}; cgroup: ${a.results[0].cgroup}`)
-      console.log('\n(a) 64 clients, a new connection per request')
-      printCpuTable('a', cpu, a.results)
-      console.log('\n(b) 64 keep-alive connections')
-      printCpuTable('b', cpu, a.results)
+    let a = { results: [] }
+    if (cpuKeys.length > 0 && specs.length > 0) {
+      console.log(`\n-- (a) new connection per request / (b) keep-alive: ${q}, handler ~${cpu.cpuMs} ms of CPU, ${cpu.clients} closed-loop clients, ` +
+        `client timeout ${cpu.timeoutMs} ms, ${cpu.durationMs / 1000} s; capacity: ${cpu.capacityClients} clients, ${cpu.capacityMs / 1000} s, guard running --`)
+      a = await cpuLimited(cpu, client, cpuKeys, specs)
+      if (a.skipped !== undefined) {
+        console.log(`SKIPPED (${cpuKeys.join(') and (')}): ${a.skipped}`)
+      } else {
+        console.log(`handler CPU per call, measured in each server: ${a.results.map((r) => `${r.spec.mode} ${fmt(r.calibratedMs, 2)} ms`).join(', ')}; cgroup: ${a.results[0].cgroup}`)
+        if (want('a')) {
+          console.log('\n(a) 64 clients, a new connection per request')
+          printCpuTable('a', cpu, a.results)
+        }
+        if (want('b')) {
+          console.log('\n(b) 64 keep-alive connections')
+          printCpuTable('b', cpu, a.results)
+        }
+      }
+      console.log(took())
     }
-    console.log(took())
-    console.log(`\n-- (c) no CPU limit, handler awaits a dependency of ${io.slots} slots x ${io.ioMs} ms (${io.capacityRps} req/s), open loop at ${io.factor}x = ` +
-      `${io.capacityRps * io.factor} req/s over keep-alive, client timeout ${io.timeoutMs} ms, ${io.durationMs / 1000} s; unloaded: ${io.unloadedRps} req/s, ${io.unloadedMs / 1000} s --`)
-    const c = await ioBound(io, client)
-    printIoTable(io, c)
-    console.log(took())
-    console.log(`\n-- (d) no CPU limit, ${stall.rps} req/s open loop over keep-alive, trivial handler, client timeout ${stall.timeoutMs} ms, ${stall.durationMs / 1000} s; ` +
-      `GET /stall busy-loops ${stall.ms} ms at ${stall.atMs / 1000} s --`)
-    const d = await oneStall(stall, client)
-    printStallTable(stall, d)
-    console.log(`${took()}\n`)
-    return summary(a, c, d, cfg)
+    const c = want('c') ? await ioScenario(io, client, specs, took) : []
+    const d = want('d') ? await stallScenario(stall, client, specs, took) : []
+    return summary(a, c, d, cfg, cpuKeys)
   } finally {
     process.off('SIGINT', interrupted)
     process.off('SIGTERM', interrupted)
@@ -355,4 +371,22 @@ async function run ({ quick }) {
   }
 }
 
-module.exports = { run, startClient, makeCgroup, removeCgroup, withServer, settle, QUOTA, SERVERS }
+async function ioScenario (io, client, specs, took) {
+  console.log(`\n-- (c) no CPU limit, handler awaits a dependency of ${io.slots} slots x ${io.ioMs} ms (${io.capacityRps} req/s), open loop at ${io.factor}x = ` +
+    `${io.capacityRps * io.factor} req/s over keep-alive, client timeout ${io.timeoutMs} ms, ${io.durationMs / 1000} s; unloaded: ${io.unloadedRps} req/s, ${io.unloadedMs / 1000} s --`)
+  const c = await ioBound(io, client, specs)
+  printIoTable(io, c)
+  console.log(took())
+  return c
+}
+
+async function stallScenario (stall, client, specs, took) {
+  console.log(`\n-- (d) no CPU limit, ${stall.rps} req/s open loop over keep-alive, trivial handler, client timeout ${stall.timeoutMs} ms, ${stall.durationMs / 1000} s; ` +
+    `GET /stall busy-loops ${stall.ms} ms at ${stall.atMs / 1000} s --`)
+  const d = await oneStall(stall, client, specs)
+  printStallTable(stall, d)
+  console.log(`${took()}\n`)
+  return d
+}
+
+module.exports = { run, checkFilters, startClient, makeCgroup, removeCgroup, withServer, settle, QUOTA, SERVERS }

@@ -14,11 +14,27 @@
  * 30 ms of in-process wait. (A gate on event-loop utilisation was tried and dropped: under a 3x
  * async overload on a busy machine the loop itself got busy, the gate closed, and nothing was
  * shed.)
+ *
+ * Start-up (no baseline yet): a 100 ms window that opens on an overload has its W inflated by the
+ * queue that built up before anything completed (measured in simulation: 130 ms for a 20 ms
+ * dependency at 3x, and the min kept it for 30 s). So the first baseline also takes one probe,
+ * Vegas' RTT sample: a request admitted with nothing in flight did not queue, and the first
+ * completion after it is seen at the next admission, `now - probeAt` later. And the first window
+ * closes after MIN_COMPLETIONS completions instead of 100 ms, so the rate is known from then on
+ * (its W is not a sample: it began with nothing in flight and reads low).
  */
 /** Window of the rate and in-flight averages (ms). */
 export const ASYNC_WINDOW_MS = 100
 /** Fewest completions in a window for its figures to count. */
 const MIN_COMPLETIONS = 10
+/**
+ * Fewest completions behind one baseline sample: consecutive windows are pooled until they have
+ * this many. The baseline is a minimum, so a noisy sample pulls it down: from 100 ms windows of
+ * ~10 completions (100 req/s) it fell to 10 ms for a 20 ms dependency over 30 s, and with a
+ * baseline under 2/3 of the true latency even one request in flight reads above the target (half
+ * the baseline): the server then serves one request at a time (simulation: 53% of capacity).
+ */
+const SAMPLE_COMPLETIONS = 50
 /** The baseline is the smallest W over this long (ms), in BUCKETS buckets: a slower dependency becomes the new normal. */
 export const MIN_LATENCY_MEMORY_MS = 30_000
 const BUCKETS = 10
@@ -36,12 +52,20 @@ export class AsyncWait {
   waitMs = 0
   /** Completions per ms over the last window with enough requests; 0 until then. */
   rate = 0
-  /** The baseline W (ms); Infinity until a window had enough completions. */
+  /** The baseline W (ms); Infinity until the start-up probe or a pooled sample gave one. */
   minLatencyMs = Infinity
   private winStart = -1
+  /** Admission time of the start-up probe (-1: none), and the completions counted then. */
+  private probeAt = -1
+  private probeDone = 0
   private completedAtWin = 0
   private inFlightSum = 0
   private samples = 0
+  /** Windows pooled for the next baseline sample: their in-flight sum and count, completions, span. */
+  private poolInFlight = 0
+  private poolSamples = 0
+  private poolDone = 0
+  private poolSpan = 0
   private readonly mins = new Float64Array(BUCKETS).fill(Infinity)
   private readonly stamps = new Float64Array(BUCKETS).fill(-1)
 
@@ -58,27 +82,39 @@ export class AsyncWait {
     if (this.winStart < 0) {
       this.winStart = now
       this.completedAtWin = completed
-    } else if (now - this.winStart >= ASYNC_WINDOW_MS) this.roll(now, completed)
+    } else if (now - this.winStart >= ASYNC_WINDOW_MS || (this.rate === 0 && completed - this.completedAtWin >= MIN_COMPLETIONS)) this.roll(now, completed)
+    if (this.minLatencyMs === Infinity || this.probeAt >= 0) this.probe(now, inFlight, completed)
     if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
     const w = inFlight / this.rate - this.minLatencyMs
     return (this.waitMs = w > 0 ? w : 0)
   }
 
+  /** The start-up probe (until the first baseline): see the module comment. */
+  private probe (now: number, inFlight: number, completed: number): void {
+    if (this.probeAt < 0) {
+      if (inFlight === 0) {
+        this.probeAt = now
+        this.probeDone = completed
+      }
+    } else if (completed > this.probeDone) {
+      const latency = now - this.probeAt
+      this.probeAt = -1
+      this.sample(now, latency)
+    }
+  }
+
   private roll (now: number, completed: number): void {
     const span = now - this.winStart
     const done = completed - this.completedAtWin
-    if (done >= MIN_COMPLETIONS) {
+    if (span >= 2 * ASYNC_WINDOW_MS) {
+      // Nothing was admitted for a window or more (idle, or a stall): its completions over the
+      // whole span are no rate (0.02 per ms after light traffic and a pause, under which one
+      // request in flight reads as 30 ms of wait). The next window measures afresh.
+    } else if (done >= MIN_COMPLETIONS) {
       this.rate = done / span
-      const latency = this.inFlightSum / this.samples / this.rate
-      const n = Math.floor(now / BUCKET_MS)
-      const i = n % BUCKETS
-      if (this.stamps[i] !== n) {
-        this.stamps[i] = n
-        this.mins[i] = latency
-      } else if (latency < (this.mins[i] as number)) this.mins[i] = latency
-      let min = Infinity
-      for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
-      this.minLatencyMs = min
+      // A first window closed early gives the rate only: it began with nothing in flight, so its
+      // mean in flight, and the W from it, read low (the probe gives the first baseline).
+      if (span >= ASYNC_WINDOW_MS) this.pool(now, span, done)
     } else if (this.inFlightSum / this.samples >= MIN_COMPLETIONS) {
       // Requests wait and (almost) none complete: the dependency stalls. The rate is low, not
       // unknown (an unknown rate would read as "no queue" and let everything in).
@@ -88,5 +124,29 @@ export class AsyncWait {
     this.completedAtWin = completed
     this.inFlightSum = 0
     this.samples = 0
+  }
+
+  /** Pools a window; a sample (W = mean in flight / rate) once SAMPLE_COMPLETIONS completed. */
+  private pool (now: number, span: number, done: number): void {
+    this.poolInFlight += this.inFlightSum
+    this.poolSamples += this.samples
+    this.poolDone += done
+    this.poolSpan += span
+    if (this.poolDone < SAMPLE_COMPLETIONS) return
+    this.sample(now, this.poolInFlight / this.poolSamples / (this.poolDone / this.poolSpan))
+    this.poolInFlight = this.poolSamples = this.poolDone = this.poolSpan = 0
+  }
+
+  /** A latency sample (ms) for the baseline: the smallest over MIN_LATENCY_MEMORY_MS. */
+  private sample (now: number, latency: number): void {
+    const n = Math.floor(now / BUCKET_MS)
+    const i = n % BUCKETS
+    if (this.stamps[i] !== n) {
+      this.stamps[i] = n
+      this.mins[i] = latency
+    } else if (latency < (this.mins[i] as number)) this.mins[i] = latency
+    let min = Infinity
+    for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
+    this.minLatencyMs = min
   }
 }

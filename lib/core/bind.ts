@@ -87,8 +87,8 @@ function onListening (this: BoundServer): void {
   if (binding.guard.queue !== null) watchAcceptQueue(this, binding.guard.queue)
 }
 
-function onConnection (this: BoundServer, socket: Socket): void {
-  this[kGuard]?.guard.queue?.onConnection(socket)
+function onConnection (this: BoundServer): void {
+  this[kGuard]?.guard.queue?.onConnection()
 }
 
 /** Points the controller at this server's listening socket (Linux: /proc/net/tcp{,6}; elsewhere none). */

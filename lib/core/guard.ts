@@ -17,7 +17,7 @@ import { Stats, type IncidentCause, type StatsSnapshot } from './stats'
 import type { ResolvedGuardOptions } from './options'
 import type { TimeoutPlan } from './plan'
 import { kPending, kQueued, kLastResponse, kCloseMarked } from './symbols'
-import { QueueController } from './overload'
+import type { QueueController } from './overload'
 import { type HealthAnswer, type HealthKind, type HealthSources, buildHealth, serializeHealth, publicHealth } from './health'
 import { DrainPhase, PHASE_NAMES, drainingReason, type DrainPhaseValue, type DrainRunView, type DrainState } from './drain-state'
 
@@ -292,7 +292,7 @@ export class Guard implements PendingOwner {
       return { error: new HG_ERR_OVERLOADED(), cause: 'overload', close: draining, detail: this.pressure.reason }
     }
     const q = this.controller
-    if (q !== null && q.shouldShed(now, this.stats.inFlight, QueueController.firstOn(req.socket))) {
+    if (q !== null && q.shouldShed(now, this.stats.inFlight)) {
       return draining ? { ...this.queueRefusal as Refusal, close: true } : this.queueRefusal
     }
     return null

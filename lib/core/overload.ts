@@ -10,6 +10,8 @@
  * - Accept queue: libuv accepts one connection per iteration, so with a new connection per
  *   request the queue sits in the kernel. Its depth (lib/accept-queue.ts) times the time between
  *   accepts (Little's law) is the wait; between two reads the depth is decremented per accept.
+ *   It counts for every request, kept-alive ones too: the time between accepts is the length of an
+ *   iteration, which their handlers fill, so shedding them is what drains that queue.
  * - The controller: while every estimate has stayed at or above `target` for `interval` (a
  *   standing queue), requests whose estimate is at or above `target` are answered 503 at once;
  *   the first estimate below `target` ends it. A one-off burst (a stall's backlog) drains within
@@ -23,10 +25,8 @@ import { toMs, type Duration } from './duration'
 import { HG_ERR_OPT_TYPE, type HangupGuardError } from './errors'
 import type { AcceptQueueReader } from './accept-queue'
 import { STALL_THRESHOLD_MS, TICK_MS } from './sampler'
-import { kFreshConnection } from './symbols'
 import { CapacityAnswer } from './capacity-answer'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Socket } from 'node:net'
 import { AsyncWait } from './async-wait'
 
 /** Queueing delay allowed while a standing queue lasts (ms). See docs/overload.md#target. */
@@ -147,31 +147,21 @@ export class QueueController {
   }
 
   /**
-   * A connection was accepted (counts for the accept-queue estimate). Its first request is the one
-   * that waited in the accept queue: later requests on a kept-alive connection did not, and
-   * shedding them would not make the kernel's queue shorter.
+   * A connection was accepted (counts for the accept-queue estimate). No mark on the socket: a
+   * request on a kept-alive connection did not wait in the accept queue, but while that queue
+   * stands it is judged by its wait too, since the handlers it would run are what keep the loop
+   * from accepting (docs/overload.md, "Kept-alive requests and the accept queue").
    */
-  onConnection (socket: Socket): void {
-    this.accepts++;
-    (socket as unknown as Record<symbol, boolean>)[kFreshConnection] = true
-  }
-
-  /** True for the first request on a connection (and clears the mark). */
-  static firstOn (socket: Socket | null): boolean {
-    if (socket === null) return false
-    const s = socket as unknown as Record<symbol, boolean | undefined>
-    if (s[kFreshConnection] !== true) return false
-    s[kFreshConnection] = false
-    return true
+  onConnection (): void {
+    this.accepts++
   }
 
   /**
    * Estimated queueing delay of a request seen at `now` (performance.now()) with `inFlight`
-   * requests already admitted, `fresh` when it is the first on its connection (only those waited
-   * in the accept queue); stored in fields. The in-process part is judged against its own target
-   * (shouldShed).
+   * requests already admitted; stored in fields. The in-process part is judged against its own
+   * target (shouldShed).
    */
-  estimate (now: number, inFlight = 0, fresh = true): number {
+  estimate (now: number, inFlight = 0): number {
     let loopMs = 0
     const loop = this.loop
     if (loop !== null) {
@@ -182,7 +172,7 @@ export class QueueController {
       if (late > BUSY_LATE_MS) loopMs += late / 2
     }
     let acceptMs = 0
-    if (this.acceptQueue !== null && fresh) {
+    if (this.acceptQueue !== null) {
       const since = this.accepts - this.acceptsAtRead
       if (now - this.readAt >= ACCEPT_READ_MS && (since >= ACCEPT_READ_MIN || (this.depth !== null && this.depth > 0))) this.readAcceptQueue(now, since)
       const depth = this.depth === null ? 0 : this.depth - (this.accepts - this.acceptsAtRead)
@@ -210,9 +200,9 @@ export class QueueController {
    * estimate has been at or above the target for a whole interval, and only requests whose own
    * estimate is at or above it.
    */
-  shouldShed (now: number, inFlight = 0, fresh = true): boolean {
+  shouldShed (now: number, inFlight = 0): boolean {
     this.judged++
-    const delay = this.estimate(now, inFlight, fresh)
+    const delay = this.estimate(now, inFlight)
     const inProcess = this.inProcess
     if (this.loopDelayMs + this.acceptDelayMs < this.targetMs && inProcess.waitMs < inProcess.targetMs) {
       // Admitted at once. For the in-process queue the shedding state ends only after a whole
@@ -250,7 +240,8 @@ export class QueueController {
    * backlog of a stall must be served, requirement (d), and their noise floor is the quota's.)
    */
   private burstTooLong (inProcessWaitMs: number): boolean {
-    if (inProcessWaitMs < this.intervalMs) return false
+    const baseline = this.inProcess.minLatencyMs
+    if (inProcessWaitMs < (baseline < this.intervalMs ? baseline : this.intervalMs)) return false
     this.shed++
     return true
   }

@@ -9,7 +9,6 @@ export const kQueued = Symbol('hangup-guard.socket.queued')
 export const kLastResponse = Symbol('hangup-guard.socket.lastResponse')
 export const kCloseMarked = Symbol('hangup-guard.response.closeMarked')
 export const kProblemBody = Symbol('hangup-guard.error.problemBody')
-export const kFreshConnection = Symbol('hangup-guard.socket.fresh')
 // node:http door
 export const kEmit = Symbol('hangup-guard.http.emit')
 export const kHttpGuard = Symbol('hangup-guard.http.guard')
