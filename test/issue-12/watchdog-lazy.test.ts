@@ -13,9 +13,8 @@ import { until } from '../helpers/net'
 
 const threads = (): number => fs.readdirSync('/proc/self/task').length
 
-if (!fs.existsSync('/proc/self/task')) {
-  t.skip('no /proc/self/task here (not Linux): threads cannot be counted')
-} else {
+const skip = fs.existsSync('/proc/self/task') ? false : 'no /proc/self/task here (not Linux): threads cannot be counted'
+{
   const cases: Array<[string, HangupGuardOptions, boolean]> = [
     ['defaults', {}, false],
     ['watchdog: {}', { watchdog: {} }, false],
@@ -23,7 +22,7 @@ if (!fs.existsSync('/proc/self/task')) {
     ['onStall', { watchdog: { onStall: () => {} } }, true]
   ]
   for (const [name, options, starts] of cases) {
-    t.test(`node:http door, ${name}: ${starts ? 'a worker thread starts' : 'no worker thread'}`, async (t) => {
+    t.test(`node:http door, ${name}: ${starts ? 'a worker thread starts' : 'no worker thread'}`, { skip }, async (t) => {
       const before = threads()
       const server = http.createServer((req, res) => res.end('ok'))
       const guard = configureServerTimeouts(server, { pressure: false, ...options })
@@ -33,7 +32,7 @@ if (!fs.existsSync('/proc/self/task')) {
       guard.close()
       await until(() => threads() === before)
     })
-    t.test(`Fastify door, ${name}: ${starts ? 'a worker thread starts' : 'no worker thread'}`, async (t) => {
+    t.test(`Fastify door, ${name}: ${starts ? 'a worker thread starts' : 'no worker thread'}`, { skip }, async (t) => {
       const before = threads()
       const app = Fastify()
       await app.register(hangupGuard, { pressure: false, ...options })
