@@ -12,6 +12,7 @@ import t from 'tap'
 import type { ServerResponse } from 'node:http'
 import { startLoad, type Load, type LoadClient } from './helpers/load'
 import { serve, get, connectionsOf, type Served } from './helpers/drain'
+import { until } from './helpers/net'
 import type { DrainRun } from '../lib/core/drain'
 
 const DELAY_MS = 2_000
@@ -36,15 +37,19 @@ function drainUnderLoad (s: Served, load: Load): ReturnType<Served['handle']['dr
 
 for (const client of ['agent', 'undici'] as LoadClient[]) {
   t.test(`${client}: keep-alive clients under steady load see no hang up while the server drains`, async (t) => {
+    let slowRunning = 0
     const s = await serve(t, (req, res) => {
-      if (req.url === '/slow') return // answered by the hard deadline
+      if (req.url === '/slow') { slowRunning++; return } // answered by the hard deadline
       answerSoon(res)
     }, { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS } })
 
     const load = startLoad({ port: s.port, client, users: 16, maxRequests: 50_000 })
-    // Two handlers that outlive the drain's hard deadline.
-    const slow = [get(s.port, '/slow'), get(s.port, '/slow')]
     await load.completed(500) // keep-alive pools are warm
+    // Two handlers that outlive the drain's hard deadline. Sent once the pools are warm: while 16
+    // new connections wait in the accept queue, the controller may rightly shed a request (503
+    // HG_ERR_AT_CAPACITY), and these two must run.
+    const slow = [get(s.port, '/slow'), get(s.port, '/slow')]
+    await until(() => slowRunning === 2)
     const atStart = { ...load.counts }
     const [result, counts, ...slowAnswers] = await Promise.all([drainUnderLoad(s, load), load.done, ...slow])
 

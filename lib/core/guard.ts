@@ -273,29 +273,48 @@ export class Guard implements PendingOwner {
     return p
   }
 
-  /** Whether to refuse a request before any handler work, and how. null: admit. */
+  /**
+   * Whether to refuse a request before any handler work, and how. null: admit. The common path
+   * is a few field reads; everything rarer (draining, a stall, a hard limit) is in functions of
+   * its own, so that this one stays small enough for the JIT to inline into the doors.
+   */
   verdict (budget: number, now: number, req: IncomingMessage, res: ServerResponse): Refusal | null {
-    // While draining, every refusal closes its connection too (the client must go elsewhere).
-    const draining = this.drainPhase !== DrainPhase.None
-    if (draining) {
-      // A pipelined request behind a response that closes the connection: its answer would be lost.
-      if (!takeLastOnConnection(req, res)) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: 'pipelined behind a response that closes the connection' }
-      if (this.drainPhase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: null }
+    if (this.phase !== DrainPhase.None) return this.drainingVerdict(budget, now, req, res)
+    return this.judge(budget, now)
+  }
+
+  /** The verdict's checks: a stall's backlog, a hard limit, the queueing-delay controller. */
+  private judge (budget: number, now: number): Refusal | null {
+    const stall = this.stall
+    if (stall !== null && budget > 0 && stall.backlogStallMs(now) >= budget) {
+      const refusal = this.stallRefusal(stall, budget, now)
+      if (refusal !== null) return refusal
     }
-    if (this.stall !== null && budget > 0) {
-      let stalled = this.stall.backlogStallMs(now)
-      // A request cannot have waited since before the server listened (startup work is no backlog).
-      if (stalled > now - this.listeningAt) stalled = now - this.listeningAt
-      if (stalled >= budget) return { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: draining, detail: null }
-    }
-    if (this.pressure !== null && this.pressure.reason !== null) {
-      return { error: new HG_ERR_OVERLOADED(), cause: 'overload', close: draining, detail: this.pressure.reason }
-    }
+    const pressure = this.pressure
+    if (pressure !== null && pressure.reason !== null) return this.overloaded(pressure.reason)
     const q = this.controller
-    if (q !== null && q.shouldShed(now, this.stats.inFlight)) {
-      return draining ? { ...this.queueRefusal as Refusal, close: true } : this.queueRefusal
-    }
+    if (q !== null && q.shouldShed(now, this.stats.inFlight)) return this.queueRefusal
     return null
+  }
+
+  /** While draining, every refusal closes its connection too (the client must go elsewhere). */
+  private drainingVerdict (budget: number, now: number, req: IncomingMessage, res: ServerResponse): Refusal | null {
+    // A pipelined request behind a response that closes the connection: its answer would be lost.
+    if (!takeLastOnConnection(req, res)) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: 'pipelined behind a response that closes the connection' }
+    if (this.phase >= DrainPhase.Closing) return { error: new HG_ERR_DRAINING(), cause: 'draining', close: true, detail: null }
+    const refusal = this.judge(budget, now)
+    return refusal === null ? null : { ...refusal, close: true }
+  }
+
+  /** A request that waited behind a stall longer than its budget (never since before the server listened: startup work is no backlog). */
+  private stallRefusal (stall: StallSource, budget: number, now: number): Refusal | null {
+    let stalled = stall.backlogStallMs(now)
+    if (stalled > now - this.listeningAt) stalled = now - this.listeningAt
+    return stalled >= budget ? { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: false, detail: null } : null
+  }
+
+  private overloaded (reason: string): Refusal {
+    return { error: new HG_ERR_OVERLOADED(), cause: 'overload', close: false, detail: reason }
   }
 
   /**

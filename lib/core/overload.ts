@@ -171,17 +171,19 @@ export class QueueController {
       const late = loop.lastTickGapMs - TICK_MS
       if (late > BUSY_LATE_MS) loopMs += late / 2
     }
-    let acceptMs = 0
-    if (this.acceptQueue !== null) {
-      const since = this.accepts - this.acceptsAtRead
-      if (now - this.readAt >= ACCEPT_READ_MS && (since >= ACCEPT_READ_MIN || (this.depth !== null && this.depth > 0))) this.readAcceptQueue(now, since)
-      const depth = this.depth === null ? 0 : this.depth - (this.accepts - this.acceptsAtRead)
-      if (depth > 0) acceptMs = depth * this.acceptGapMs
-    }
+    const acceptMs = this.acceptQueue === null ? 0 : this.acceptWait(now)
     this.loopDelayMs = loopMs
     this.acceptDelayMs = acceptMs
     this.delayMs = loopMs + acceptMs + this.inProcess.estimate(now, inFlight, this.completed)
     return this.delayMs
+  }
+
+  /** The accept queue's part: its depth (read at most every ACCEPT_READ_MS while busy) times the time between accepts. */
+  private acceptWait (now: number): number {
+    const since = this.accepts - this.acceptsAtRead
+    if (now - this.readAt >= ACCEPT_READ_MS && (since >= ACCEPT_READ_MIN || (this.depth !== null && this.depth > 0))) this.readAcceptQueue(now, since)
+    const depth = this.depth === null ? 0 : this.depth - (this.accepts - this.acceptsAtRead)
+    return depth > 0 ? depth * this.acceptGapMs : 0
   }
 
   private readAcceptQueue (now: number, since: number): void {
@@ -205,18 +207,29 @@ export class QueueController {
     const delay = this.estimate(now, inFlight)
     const inProcess = this.inProcess
     if (this.loopDelayMs + this.acceptDelayMs < this.targetMs && inProcess.waitMs < inProcess.targetMs) {
-      // Admitted at once. For the in-process queue the shedding state ends only after a whole
-      // interval below its target (hysteresis): its estimate is exact enough that an admission
-      // under the target does not mean the queue emptied, and reopening an interval in which
-      // every request is let in costs, at 3x capacity, 200 ms of queue per 100 ms. For the loop
-      // and accept queue, whose estimates have a noise floor (a CFS quota pauses the loop up to
-      // 75 ms), below the target is CoDel's "empty": shedding ends at once (measured: in
-      // scenario (a) hysteresis there cost 10% of the capacity in extra refusals).
-      if (this.shedding && now - this.lastInProcessAboveAt < this.intervalMs) return false
-      this.firstAboveAt = -1
-      if (this.shedding) this.change(false, delay)
-      return false
+      return this.shedding || this.firstAboveAt >= 0 ? this.below(now, delay) : false
     }
+    return this.above(now, delay)
+  }
+
+  /** An estimate below the targets while a queue stood (or was building): admitted. */
+  private below (now: number, delay: number): boolean {
+    // Admitted at once. For the in-process queue the shedding state ends only after a whole
+    // interval below its target (hysteresis): its estimate is exact enough that an admission
+    // under the target does not mean the queue emptied, and reopening an interval in which
+    // every request is let in costs, at 3x capacity, 200 ms of queue per 100 ms. For the loop
+    // and accept queue, whose estimates have a noise floor (a CFS quota pauses the loop up to
+    // 75 ms), below the target is CoDel's "empty": shedding ends at once (measured: in
+    // scenario (a) hysteresis there cost 10% of the capacity in extra refusals).
+    if (this.shedding && now - this.lastInProcessAboveAt < this.intervalMs) return false
+    this.firstAboveAt = -1
+    if (this.shedding) this.change(false, delay)
+    return false
+  }
+
+  /** An estimate at or above a target: CoDel's interval, then shedding. */
+  private above (now: number, delay: number): boolean {
+    const inProcess = this.inProcess
     if (inProcess.waitMs >= inProcess.targetMs) this.lastInProcessAboveAt = now
     if (this.firstAboveAt < 0) {
       // The queue was empty before. Just after a stall this is its backlog, a burst: the clock
