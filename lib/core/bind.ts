@@ -148,7 +148,8 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
     pressure: config.pressure === false ? null : pressure,
     answerer,
     health: { pressure, sampler, watchdog, plan: JSON.parse(JSON.stringify(plan)) as unknown },
-    queue
+    queue,
+    ticks: sampler
   })
   if (queue !== null) {
     queue.loop = sampler

@@ -100,6 +100,9 @@ export interface Sampler {
   offSample (fn: SampleListener): void
   /** @internal the watchdog's heartbeat writer, called on every tick. */
   setHeartbeat (beat: (() => void) | null): void
+  /** @internal called on every tick (TICK_MS), with performance.now(): the guards' deferred deadlines. */
+  onTick (fn: () => void): void
+  offTick (fn: () => void): void
   /** Call once per acquireSampler(); the last release stops the timer and the histogram. */
   release (): void
 }
@@ -119,6 +122,7 @@ class SharedSampler implements Sampler {
   backlogMs = 0
   windowStallLateMs = 0
   heartbeat: (() => void) | null = null
+  tickListeners: Array<() => void> = []
   readonly listeners = new Set<SampleListener>()
   readonly histogram: IntervalHistogram = monitorEventLoopDelay({ resolution: ELD_RESOLUTION_MS })
   readonly timer: NodeJS.Timeout
@@ -160,6 +164,8 @@ class SharedSampler implements Sampler {
   onSample (fn: SampleListener): void { this.listeners.add(fn) }
   offSample (fn: SampleListener): void { this.listeners.delete(fn) }
   setHeartbeat (beat: (() => void) | null): void { this.heartbeat = beat }
+  onTick (fn: () => void): void { this.tickListeners.push(fn) }
+  offTick (fn: () => void): void { this.tickListeners = this.tickListeners.filter((f) => f !== fn) }
 
   release (): void {
     if (!this.running || --this.refs > 0) return
@@ -168,6 +174,7 @@ class SharedSampler implements Sampler {
     this.histogram.disable()
     this.listeners.clear()
     this.heartbeat = null
+    this.tickListeners = []
     if (shared === this) shared = null
   }
 
@@ -188,6 +195,8 @@ class SharedSampler implements Sampler {
     this.lastTickAt = now
     this.lastTickGapMs = gapMs
     if (this.heartbeat !== null) this.heartbeat()
+    const ticks = this.tickListeners
+    for (let i = 0; i < ticks.length; i++) (ticks[i] as () => void)()
     if (now - this.sample.at >= SAMPLE_INTERVAL_MS) this.takeSample(now)
   }
 
