@@ -10,7 +10,8 @@ const path = require('node:path')
 // HG_BENCH_DIST: another build of the package (bench/cost.js experiments on a patched copy).
 const DIST = process.env.HG_BENCH_DIST ?? path.join(__dirname, '..', 'dist')
 const { configureServerTimeouts, deadlineOf } = require(path.join(DIST, 'index.js'))
-const { deadlineSchedulerState } = require(path.join(DIST, 'core', 'deadline.js'))
+// dist/core/ since issue 11's layout; an older build (bench/ab-commits.js) has it at dist/.
+const { deadlineSchedulerState } = require(fs.existsSync(path.join(DIST, 'core')) ? path.join(DIST, 'core', 'deadline.js') : path.join(DIST, 'deadline.js'))
 
 const mode = process.argv[2]
 const options = JSON.parse(process.argv[3] ?? '{}')

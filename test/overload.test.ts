@@ -180,6 +180,22 @@ t.test('accept queue: depth x time between accepts (Little), decremented per acc
   t.equal(s.acceptDelayMs, 100)
 })
 
+t.test('accept queue: an idle pause before a burst of connections is no time between accepts', async (t) => {
+  const loop = loopAt(0)
+  const { q } = controller(loop)
+  q.acceptQueue = fakeQueue([0, 46])
+  loop.lastTickAt = 1000
+  for (let i = 0; i < 4; i++) q.onConnection()
+  t.equal(q.estimate(1000), 0, 'a read: no queue')
+  // Idle for 4 s, then 50 connections at once (a load test's next round); 4 accepted by 5010.
+  loop.lastTickAt = 5000
+  for (let i = 0; i < 4; i++) q.onConnection()
+  const delay = q.estimate(5010)
+  t.equal(q.state().acceptQueueDepth, 46)
+  t.equal(delay, 46 * (10 / 4), '46 waiting, 4 accepts in the 10 ms since the first: 115 ms (not 4 s of idle / 4 per accept)')
+  t.equal(q.shouldShed(5010), false)
+})
+
 t.test('accept queue: no accept while connections wait means the loop did not get to them', async (t) => {
   const loop = loopAt(0)
   const { q } = controller(loop)
