@@ -319,9 +319,12 @@ export class Guard implements PendingOwner {
   /** The verdict's checks: a stall's backlog, a hard limit, the queueing-delay controller. */
   private judge (budget: number, now: number): Refusal | null {
     const stall = this.stall
-    if (stall !== null && budget > 0 && stall.backlogStallMs(now) >= budget) {
-      const refusal = this.stallRefusal(stall, budget, now)
-      if (refusal !== null) return refusal
+    if (stall !== null && budget > 0) {
+      const stalled = stall.backlogStallMs(now)
+      if (stalled >= budget) {
+        const refusal = this.stallRefusal(stalled, budget, now)
+        if (refusal !== null) return refusal
+      }
     }
     const pressure = this.pressure
     if (pressure !== null && pressure.reason !== null) return this.overloaded(pressure.reason)
@@ -340,9 +343,8 @@ export class Guard implements PendingOwner {
   }
 
   /** A request that waited behind a stall longer than its budget (never since before the server listened: startup work is no backlog). */
-  private stallRefusal (stall: StallSource, budget: number, now: number): Refusal | null {
-    let stalled = stall.backlogStallMs(now)
-    if (stalled > now - this.listeningAt) stalled = now - this.listeningAt
+  private stallRefusal (stalledMs: number, budget: number, now: number): Refusal | null {
+    const stalled = stalledMs > now - this.listeningAt ? now - this.listeningAt : stalledMs
     return stalled >= budget ? { error: new HG_ERR_STALLED(Math.round(stalled)), cause: 'stall', close: false, detail: null } : null
   }
 

@@ -100,7 +100,7 @@ export interface Sampler {
   offSample (fn: SampleListener): void
   /** @internal the watchdog's heartbeat writer, called on every tick. */
   setHeartbeat (beat: (() => void) | null): void
-  /** @internal called on every tick (TICK_MS), with performance.now(): the guards' deferred deadlines. */
+  /** @internal called on every tick (TICK_MS), after the heartbeat: the guards schedule their deferred deadlines. */
   onTick (fn: () => void): void
   offTick (fn: () => void): void
   /** Call once per acquireSampler(); the last release stops the timer and the histogram. */

@@ -5,6 +5,7 @@
 import t from 'tap'
 import { performance } from 'node:perf_hooks'
 import { schedule, unschedule, deadlineSchedulerState, type DeadlineEntry, type DeadlineOwner } from '../../lib/core/deadline'
+import { until } from '../helpers/net'
 
 function entry (budget: number, owner: DeadlineOwner): DeadlineEntry {
   return { at: performance.now() + budget, budget, prev: null, next: null, list: null, owner }
@@ -16,13 +17,12 @@ t.test('a budget whose list the timer dropped gets a new list, and its deadline 
   const first = entry(30, owner)
   schedule(first)
   unschedule(first) // settled before its deadline: the timer stays armed and finds the list empty
-  await new Promise((resolve) => setTimeout(resolve, 80))
+  await until(() => !deadlineSchedulerState().armed) // the timer fired (at the 30 ms deadline) and dropped the empty list
   t.equal(deadlineSchedulerState().lists, 0, 'the empty list was dropped')
   const second = entry(30, owner)
   schedule(second)
   t.equal(deadlineSchedulerState().scheduled, 1, 'scheduled in a list the timer sees')
-  const start = performance.now()
-  while (fired.length === 0 && performance.now() - start < 3000) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until(() => fired.length > 0)
   t.same(fired, [second], 'its deadline fired')
 })
 
@@ -36,7 +36,6 @@ t.test('entries with different budgets each go to their own list', async (t) => 
   schedule(b)
   schedule(c)
   t.equal(deadlineSchedulerState().scheduled, 3)
-  const start = performance.now()
-  while (fired.length < 3 && performance.now() - start < 3000) await new Promise((resolve) => setTimeout(resolve, 10))
+  await until(() => fired.length === 3)
   t.same(fired, [20, 40, 40], 'in deadline order')
 })
