@@ -112,13 +112,13 @@ async function measure (server, client, job, settleMs) {
 }
 
 /** The guard's own counters for one run (those of stats() that this version has). */
-const GUARD_COUNTERS = [['answered', 'capacity'], ['answered', 'overload'], ['answered', 'stall'], ['clientGone', 'count']]
+const GUARD_COUNTERS = [['answered', 'capacity'], ['answered', 'overload'], ['answered', 'stall'], ['clientGone', 'count'], ['queue', 'acceptReads'], ['queue', 'acceptReadMs']]
 function statsDelta (before, after) {
   const out = {}
   for (const [group, key] of GUARD_COUNTERS) {
     const b = before?.[group]?.[key]
     const a = after?.[group]?.[key]
-    if (typeof a === 'number') out[`${group}.${key}`] = a - (b ?? 0)
+    if (typeof a === 'number') out[`${group}.${key}`] = Math.round((a - (b ?? 0)) * 10) / 10
   }
   return out
 }
