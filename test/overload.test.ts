@@ -367,6 +367,31 @@ t.test('in-process: before a standing queue is declared, a burst is admitted onl
   t.equal(admitted, 2, 'their wait stays under the 20 ms baseline: 2 + 2 in flight at 0.1 per ms is 40 ms, minus the baseline')
 })
 
+t.test('issue 9 (c): the in-process clock runs through the dips between a dependency\'s batches: shedding at the target starts one interval into an overload', async (t) => {
+  // A dependency's calls complete in batches (every 20 ms for a 20 ms dependency): the estimate
+  // reads 15 ms (above the 10 ms target, under the 20 ms burst bound) except for the 5 ms after
+  // each batch. A clock restarted at each dip never ran a whole interval, and the burst bound held
+  // the queue at 15 ms of wait (seen in the bench: ~400 ms into the overload).
+  const w = { waitMs: 0, targetMs: 10, minLatencyMs: 20, estimate (now: number): number { return (this.waitMs = now % 20 < 5 ? 4 : 15) } }
+  const q = new QueueController(250, 100, 5, w as unknown as AsyncWait)
+  let firstShedAt = -1
+  for (let now = 0; now < 400; now++) {
+    q.loop = loopAt(now - (now % TICK_MS))
+    if (q.shouldShed(now, 12) && firstShedAt < 0) firstShedAt = now
+  }
+  t.equal(q.shedding, true)
+  t.ok(firstShedAt >= 100 && firstShedAt < 120, `shed from ${firstShedAt} ms (the first estimate above the target: 5 ms)`)
+  // The queue drains: a whole interval below the target ends shedding and the clock.
+  w.estimate = function (): number { return (this.waitMs = 0) }
+  for (let now = 400; now < 520; now++) { q.loop = loopAt(now - (now % TICK_MS)); t.equal(q.shouldShed(now, 2), false); if (!t.passing()) break }
+  t.equal(q.shedding, false)
+  // A later burst gets a fresh interval (admitted while under the burst bound).
+  w.estimate = function (): number { return (this.waitMs = 15) }
+  t.equal(q.shouldShed(530, 12), false, 'a new burst: its own interval')
+  t.equal(q.shouldShed(629, 12), false)
+  t.equal(q.shouldShed(630, 12), true, 'still standing one interval later: shed')
+})
+
 /**
  * Scenario (c) in simulation: requests arrive `perMs` per ms (in steps of 2 ms) at a dependency of
  * `slots` slots x `serviceMs` (FIFO), judged by the controller with an idle loop. Returns each
