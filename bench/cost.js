@@ -16,7 +16,8 @@
 // counted, and instructions per request are the slope between a run of N1 and one of N2 requests,
 // (I(N2) - I(N1)) / (N2 - N1), so what every run pays once (the zero/dump commands, the last
 // responses' tail, the settle pause) cancels. Each slope is taken twice (N1, N2, N1, N2) to show it
-// repeats (three times; the tables show each, the verdicts their median).
+// repeats (three times per process, the first after warm-up still a little high; in several
+// processes: see SETTINGS).
 //
 // Timers. Under callgrind a server runs ~50x slower (and 100-500x on a busy machine), so work driven
 // by wall time (the guard's sampler tick every 20 ms, the event-loop-delay histogram, under-pressure's
@@ -71,10 +72,16 @@ const SERVER_OPTIONS = {
 
 const SETTINGS = {
   // Warm-up: after 3,000 requests the JIT still improved the next 5,000 by 3-8% (measured: the
-  // first slope of a process came out up to 4,000 instructions above the later ones).
-  full: { connections: 1, pipelinings: [1, 10], n1: 2000, n2: 8000, warmup: 12000, idleMs: 1000, repeats: 3 },
-  quick: { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 8000, idleMs: 1000, repeats: 3 }
+  // first slope of a process came out up to 4,000 instructions above the later ones), and the
+  // node:http door's first slope after 10,000 still came out up to 2,000 above its later ones.
+  // Processes: two processes of the same server differ by up to ~600 instructions per request
+  // (the JIT's choices differ from process to process), more than the repeats within one process
+  // (~50): each server is measured in several processes, run in rounds (every server once per
+  // round), and a server's figure is the median of its processes' medians.
+  full: { connections: 1, pipelinings: [1, 10], n1: 2000, n2: 8000, warmup: 30000, idleMs: 1000, repeats: 3, processes: 3 },
+  quick: { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, idleMs: 1000, repeats: 3, processes: 2 }
 }
+
 /** libuv's stream I/O callback (src/unix/stream.c): every request's work runs under it. */
 const TOGGLE_FUNCTION = 'uv__stream_io'
 /** Wait after the last response before the dump, for the server's tail (finish/close events). */
@@ -216,26 +223,45 @@ async function run ({ quick }) {
   console.log(`callgrind (${spawnSync('valgrind', ['--version']).stdout.toString().trim()}); ` +
     `client: bench/raw-client.js outside valgrind, ${s.connections} keep-alive connection(s) opened before counting, ` +
     `pipelining ${s.pipelinings.join(' and ')} (batches: the next once all are answered), GET / (hello world), warm-up ${s.warmup} requests per pipelining; ` +
-    `slope between runs of N1=${s.n1} and N2=${s.n2} requests, ${s.repeats} times; idle windows of ${s.idleMs} ms before and after.\n` +
+    `slope between runs of N1=${s.n1} and N2=${s.n2} requests, ${s.repeats} times per process, ${s.processes} processes per server (in rounds); idle windows of ${s.idleMs} ms before and after.\n` +
     `counted: the event-loop thread under ${TOGGLE_FUNCTION} (timers excluded: see bench/cost.js)`)
-  const results = {}
-  for (const [label, mode] of SERVERS) {
-    try {
-      results[label] = await measureServer(mode, s)
-    } catch (err) {
-      if (!err.skip) throw err
-      console.log(`  ${mode}: skipped (${err.message})`)
+  const perProcess = {} // label -> [measureServer() result of each process]
+  for (let round = 0; round < s.processes; round++) {
+    for (const [label, mode] of SERVERS) {
+      try {
+        (perProcess[label] ??= []).push(await measureServer(mode, s))
+      } catch (err) {
+        if (!err.skip) throw err
+        if (round === 0) console.log(`  ${mode}: skipped (${err.message})`)
+      }
     }
   }
+  const results = {}
+  for (const [label, list] of Object.entries(perProcess)) results[label] = byProcess(list)
   console.log('')
   return report(results, s)
 }
 
-/** Prints the tables for `results` ({ label: measureServer() result }); returns the summary rows. */
+/**
+ * One server's processes as one result: byPipelining[p][i] is process i's median slope (its
+ * repeats), so the tables show a column per process and the verdicts the median across them.
+ */
+function byProcess (list) {
+  const out = { idleRates: list.flatMap((r) => r.idleRates), byPipelining: {} }
+  for (const p of Object.keys(list[0].byPipelining)) {
+    out.byPipelining[p] = list.map((r) => ({
+      corrected: median(r.byPipelining[p].map((x) => x.corrected)),
+      rps: median(r.byPipelining[p].map((x) => x.rps))
+    }))
+  }
+  return out
+}
+
+/** Prints the tables for `results` ({ label: byProcess() result }); returns the summary rows. */
 function report (results, s) {
   const rows = []
   for (const p of s.pipelinings) {
-    table([[`server (pipelining ${p})`, ...Array.from({ length: s.repeats }, (_, i) => `instr/req rep ${i + 1}`), 'req/s under callgrind', 'idle (must be ~0)'],
+    table([[`server (pipelining ${p})`, ...Array.from({ length: s.processes }, (_, i) => `instr/req process ${i + 1}`), 'req/s under callgrind', 'idle (must be ~0)'],
       ...Object.entries(results).map(([label, r]) => [label, ...r.byPipelining[p].map((x) => fmt(x.corrected, 0)),
         r.byPipelining[p].map((x) => fmt(x.rps, 0)).join(', '), `${fmt(median(r.idleRates) / 1e6, 3)} M/s`])])
     console.log('')
@@ -243,11 +269,12 @@ function report (results, s) {
     for (const [label, ref, target] of PAIRS) {
       if (results[label] === undefined || results[ref] === undefined) continue
       const ratios = results[label].byPipelining[p].map((x, i) => x.corrected / results[ref].byPipelining[p][i].corrected)
-      const value = median(ratios)
+      // The ratio of the medians (processes are not pairs: any process of one may meet any of the other).
+      const value = median(results[label].byPipelining[p].map((x) => x.corrected)) / median(results[ref].byPipelining[p].map((x) => x.corrected))
       pairRows.push([`${label} / ${ref}`, ...ratios.map((r) => pct(r))])
       rows.push({ section: 'cost', metric: `p=${p} ${label} / ${ref} instr/req`, value: pct(value), target: target === null ? '' : `<= ${pct(target)}`, ok: target === null ? null : value <= target })
     }
-    table([[`overhead (pipelining ${p})`, ...Array.from({ length: s.repeats }, (_, i) => `rep ${i + 1}`)], ...pairRows])
+    table([[`overhead (pipelining ${p})`, ...Array.from({ length: s.processes }, (_, i) => `process ${i + 1}`)], ...pairRows])
     console.log('')
   }
   return rows

@@ -591,8 +591,8 @@ export class Guard implements PendingOwner {
     const method = req.method
     if (method !== 'GET' && method !== 'HEAD') return null
     const url = req.url ?? ''
-    if (url === o.livenessPath || (url.startsWith(o.livenessPath) && url[o.livenessPath.length] === '?')) return 'liveness'
-    if (url === o.readinessPath || (url.startsWith(o.readinessPath as string) && url[(o.readinessPath as string).length] === '?')) return 'readiness'
+    if (isPath(url, o.livenessPath)) return 'liveness'
+    if (isPath(url, o.readinessPath as string)) return 'readiness'
     return null
   }
 
@@ -610,6 +610,13 @@ export class Guard implements PendingOwner {
   snapshot (): StatsSnapshot {
     return this.stats.snapshot(this.drainState(), this.controller === null ? null : this.controller.state())
   }
+}
+
+/** `url` is `path`, or `path` with a query: lengths first (most request URLs differ in length). */
+function isPath (url: string, path: string): boolean {
+  const n = path.length
+  if (url.length === n) return url === path
+  return url.length > n && url.charCodeAt(n) === 63 /* ? */ && url.startsWith(path)
 }
 
 function closeIfStillIdle (socket: Socket, guard: Guard, bytesReadAtTimeout: number): void {
