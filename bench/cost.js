@@ -113,7 +113,7 @@ function callgrindControl (flag, pid) {
  * Reads and removes the dump files callgrind wrote since the last call (one per thread with
  * --separate-threads=yes: cg.<pid>.<dump>-<thread>). Returns { total, main } instructions.
  */
-function takeDump (dir) {
+function takeDump (dir, keepAs = null) {
   let total = 0
   let main = 0
   let files = 0
@@ -122,6 +122,7 @@ function takeDump (dir) {
     if (m === null) continue
     const file = path.join(dir, name)
     const text = fs.readFileSync(file, 'latin1')
+    if (keepAs !== null && Number(m[1]) === 1) fs.copyFileSync(file, keepAs) // the event-loop thread's dump (bench/cost-profile.js)
     fs.unlinkSync(file)
     const line = /^(?:summary|totals): (\d+)/m.exec(text)
     if (line === null) continue
@@ -134,21 +135,24 @@ function takeDump (dir) {
   return { total, main }
 }
 
-async function measured (server, dir, work) {
+async function measured (server, dir, work, keepAs = null) {
   await callgrindControl('--zero', server.child.pid)
   const t0 = process.hrtime.bigint()
   await work()
   await sleep(SETTLE_MS)
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9
   await callgrindControl('--dump', server.child.pid)
-  return { ...takeDump(dir), seconds }
+  return { ...takeDump(dir, keepAs), seconds }
 }
 
 /**
  * One server under callgrind: warm-up, idle rate, then for each pipelining the N1/N2 runs,
  * `repeats` times. Returns { idleRate, byPipelining: { p: [{ raw, corrected, main, rps }] } }.
  */
-async function measureServer (mode, s, log = console.log, serverOptions = SERVER_OPTIONS) {
+async function measureServer (mode, s, log = console.log, serverOptions = SERVER_OPTIONS, extra = {}) {
+  // extra.nodeFlags: more node flags; extra.keep: a folder where the event-loop thread's dump of
+  // each measured run is kept as p<pipelining>-n<requests>-r<repeat> (bench/cost-profile.js).
+  const keepAs = (p, n, rep) => extra.keep === undefined ? null : path.join(extra.keep, `p${p}-n${n}-r${rep}`)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-cost-'))
   // Only what runs inside libuv's stream callbacks is counted (reads, parsing, handlers, writes,
   // write completions, and the nextTicks and microtasks they run): timers (the guard's sampler,
@@ -156,7 +160,7 @@ async function measureServer (mode, s, log = console.log, serverOptions = SERVER
   // outside, however long a run takes on a busy machine.
   const execArgv = ['-q', '--tool=callgrind', `--callgrind-out-file=${path.join(dir, 'cg.%p')}`, '--separate-threads=yes',
     '--collect-atstart=no', `--toggle-collect=${TOGGLE_FUNCTION}`,
-    '--dump-line=no', '--compress-strings=no', '--compress-pos=no', process.execPath]
+    '--dump-line=no', '--compress-strings=no', '--compress-pos=no', process.execPath, ...(extra.nodeFlags ?? [])]
   let server = null
   let client = null
   try {
@@ -185,8 +189,8 @@ async function measureServer (mode, s, log = console.log, serverOptions = SERVER
     for (const p of s.pipelinings) {
       const reps = []
       for (let rep = 0; rep < s.repeats; rep++) {
-        const a = await measured(server, dir, () => client.run(s.n1, p, RUN_TIMEOUT_MS))
-        const b = await measured(server, dir, () => client.run(s.n2, p, RUN_TIMEOUT_MS))
+        const a = await measured(server, dir, () => client.run(s.n1, p, RUN_TIMEOUT_MS), keepAs(p, s.n1, rep))
+        const b = await measured(server, dir, () => client.run(s.n2, p, RUN_TIMEOUT_MS), keepAs(p, s.n2, rep))
         reps.push({ a, b })
         runs.push({ p, n: s.n1, seconds: a.seconds, main: a.main, total: a.total }, { p, n: s.n2, seconds: b.seconds, main: b.main, total: b.total })
       }
@@ -196,7 +200,7 @@ async function measureServer (mode, s, log = console.log, serverOptions = SERVER
     // ~0 with the toggle; taken out anyway, so a toggle that stopped matching shows as a rate, not a bias.
     const idleMain = (idleRates[0].main + idleRates[1].main) / 2
     const dn = s.n2 - s.n1
-    const result = { idleRates: idleRates.map((r) => r.total), timerRate: idleMain, runs, byPipelining: {} }
+    const result = { pid: server.child.pid, idleRates: idleRates.map((r) => r.total), timerRate: idleMain, runs, byPipelining: {} }
     for (const [p, reps] of Object.entries(byPipelining)) {
       result.byPipelining[p] = reps.map(({ a, b }) => ({
         corrected: ((b.main - idleMain * b.seconds) - (a.main - idleMain * a.seconds)) / dn,
