@@ -442,10 +442,14 @@ export class Guard implements PendingOwner {
 
   get inFlightHead (): Pending | null { return this.inHead }
 
-  /** The deadline passed. */
+  /**
+   * The deadline passed. Once: a response the guard already cut (its close not yet seen) is not
+   * interrupted again when the same deadline fires a second time (a tick late after a loop block
+   * can put an entry the timer just fired back on it).
+   */
   expire (entry: DeadlineEntry): void {
     const p = entry as Pending
-    if (p.done || isAnswered(p.res) || p.res.writableEnded) return
+    if (p.done || p.cut || isAnswered(p.res) || p.res.writableEnded) return
     this.interrupt(p, new HG_ERR_DEADLINE(p.budget), 'deadline', this.options.timeoutStatus, !p.req.complete)
   }
 

@@ -86,3 +86,20 @@ t.test('Fastify door: not on the timer during the handler; the 504 on time', asy
   t.equal(slow.status, 504)
   t.ok(slow.ms >= 195 && slow.ms < 200 + LATE_MS, `504 after ${Math.round(slow.ms)} ms`)
 })
+
+t.test('Fastify door: a deferred deadline fires right after a block longer than the budget', async (t) => {
+  const app = Fastify()
+  await app.register(hangupGuard, { ...OPTIONS, handlerTimeout: 200, margin: 100 })
+  app.get('/block', async () => {
+    const until = Date.now() + 400
+    while (Date.now() < until); // blocks the loop before any tick could schedule the deadline
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    return 'late'
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as { port: number }).port
+  const blocked = await get(port, '/block')
+  t.equal(blocked.status, 504)
+  t.ok(blocked.ms >= 395 && blocked.ms < 400 + LATE_MS, `504 after ${Math.round(blocked.ms)} ms (400 ms block)`)
+})
