@@ -87,4 +87,6 @@ async function main () {
   console.log([...rows.slice(0, 40).map(line), '   ...', ...rows.slice(-10).map(line)].join('\n'))
 }
 
-main().catch((err) => { console.error(err); process.exit(1) })
+if (require.main === module) main().catch((err) => { console.error(err); process.exit(1) })
+
+module.exports = { SETTINGS, perfMap }

@@ -11,6 +11,7 @@ import { fastifyServerOptions, FASTIFY_DEFAULTS } from '../lib/fastify/options'
 import { planTimeouts } from '../lib/core/plan'
 import { bindingOf } from '../lib/core/bind'
 import { configureServerTimeouts } from '../lib/http'
+import { request as undiciRequest } from 'undici'
 import { get } from './helpers/net'
 
 async function registerFails (t: Test, app: FastifyInstance, register: () => PromiseLike<unknown>, code: string, message?: RegExp): Promise<void> {
@@ -158,6 +159,37 @@ t.test('route config is validated when the route is declared', async (t) => {
   await direct.close()
 })
 
+t.test('health probes are answered in front of Fastify: under the prefix, before any hook, and a route on a health path is refused', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  let hooked = 0
+  let scope: FastifyInstance | null = null
+  app.addHook('onRequest', async () => { hooked++ })
+  await app.register(async (api) => {
+    scope = api
+    await api.register(hangupGuard, { health: { livenessPath: '/live', readinessPath: '/ready' } })
+    api.get('/work', async () => 'done')
+    t.throws(() => api.get('/live', async () => 'mine'), { code: 'HG_ERR_FASTIFY_HEALTH_PATH_TAKEN', message: /Route 'GET \/api\/live' takes the health path \/api\/live/ })
+    t.throws(() => api.route({ method: ['HEAD', 'POST'], url: '/ready', handler: async () => 'mine' }), { code: 'HG_ERR_FASTIFY_HEALTH_PATH_TAKEN' })
+    api.post('/live/x', async () => 'another path')
+  }, { prefix: '/api' })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as net.AddressInfo).port
+  for (const [path, method, status] of [['/api/live', 'GET', 200], ['/api/ready?verbose=1', 'HEAD', 200], ['/live', 'GET', 404], ['/api/live', 'POST', 404]] as const) {
+    const res = await undiciRequest(`http://127.0.0.1:${port}${path}`, { method })
+    t.equal(res.statusCode, status, `${method} ${path}`)
+    if (status === 200) t.equal(res.headers['content-type'], 'application/health+json')
+    await res.body.dump()
+  }
+  t.equal(hooked, 2, 'probes run no Fastify hook (the two 404s did)')
+  const guarded = scope as unknown as FastifyInstance
+  t.equal(guarded.hangupGuard.stats().healthChecks, 2)
+  t.equal((await undiciRequest(`http://127.0.0.1:${port}/api/work`)).statusCode, 200)
+  t.match(guarded.hangupGuard.explain(), /health probes GET\/HEAD \/api\/live, \/api\/ready, answered before routing/)
+  await app.close()
+  t.equal(Object.hasOwn(app.server, 'emit'), false, "close() gives the server Node's emit back")
+})
+
 t.test('explain() shows the plan, how it was applied, and the Fastify side', async (t) => {
   const app = Fastify()
   await app.register(hangupGuard, { upstream: 'aws-alb' })
@@ -172,7 +204,8 @@ t.test('explain() shows the plan, how it was applied, and the Fastify side', asy
 t.test('a registration that fails after binding leaves nothing applied (route or decorator already taken)', async (t) => {
   const taken = Fastify()
   taken.get('/livez', async () => 'mine')
-  await registerFails(t, taken, () => taken.register(hangupGuard, {}), 'FST_ERR_DUPLICATED_ROUTE')
+  await registerFails(t, taken, () => taken.register(hangupGuard, {}), 'HG_ERR_FASTIFY_HEALTH_PATH_TAKEN', /Route 'GET \/livez' takes the health path \/livez/)
+  t.equal(Object.hasOwn(taken.server, 'emit'), false, "the server's emit is Node's again")
   const decorated = Fastify()
   decorated.decorate('hangupGuard', null as never)
   await registerFails(t, decorated, () => decorated.register(hangupGuard, {}), 'FST_ERR_DEC_ALREADY_PRESENT')

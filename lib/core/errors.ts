@@ -172,6 +172,8 @@ export const HG_ERR_FASTIFY_ROUTE_CONFIG = createError<[string, string, string, 
   'HG_ERR_FASTIFY_ROUTE_CONFIG', "Route '%s': %s must be %s, got %j", 500, TypeError)
 export const HG_ERR_FASTIFY_ROUTE_BUDGET = createError<[string, string, number, string]>(
   'HG_ERR_FASTIFY_ROUTE_BUDGET', "Route '%s': %s %d ms is too long: %s", 500, RangeError)
+export const HG_ERR_FASTIFY_HEALTH_PATH_TAKEN = createError<[string, string]>(
+  'HG_ERR_FASTIFY_HEALTH_PATH_TAKEN', "Route '%s' takes the health path %s, which hangup-guard answers before routing (the route would never be called). Set another path in the 'health' option, or 'health: false'", 500, TypeError)
 export const HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED = createError(
   'HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED',
   "Option 'underPressure' asks hangup-guard to register @fastify/under-pressure, but it is already registered on this instance and a second registration would sample twice. Set the thresholds on your own registration and drop 'underPressure' (hangup-guard still answers its 503s with a coded body), or remove your registration", 500, TypeError)

@@ -9,9 +9,9 @@ export const kQueued = Symbol('hangup-guard.socket.queued')
 export const kLastResponse = Symbol('hangup-guard.socket.lastResponse')
 export const kCloseMarked = Symbol('hangup-guard.response.closeMarked')
 export const kProblemBody = Symbol('hangup-guard.error.problemBody')
-// node:http door
-export const kEmit = Symbol('hangup-guard.http.emit')
-export const kHttpGuard = Symbol('hangup-guard.http.guard')
+// The server-level front both doors install (front.ts)
+export const kEmit = Symbol('hangup-guard.server.emit')
+export const kFrontGuard = Symbol('hangup-guard.server.frontGuard')
 // Fastify door
 export const kDoor = Symbol('hangup-guard.fastify.door')
 export const kRoute = Symbol('hangup-guard.fastify.route')

@@ -20,8 +20,9 @@ import type { HealthAnswer, HealthKind } from '../core/health'
 import { startDrain, forceDrain } from '../core/drain'
 import type { DrainResult } from '../core/drain-state'
 import { type SignalHandlers, onDrainSignals } from '../core/signals'
-import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED } from '../core/errors'
-import { resolveConfig } from '../core/config'
+import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED, HG_ERR_FASTIFY_HEALTH_PATH_TAKEN } from '../core/errors'
+import { type ResolvedConfig, resolveConfig } from '../core/config'
+import { installFront, probeFront } from '../core/front'
 import { kDoor, kRoute } from '../core/symbols'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
@@ -30,7 +31,6 @@ import {
 } from './options'
 import { fastifyAnswerer, answerPayload } from './answer'
 import { UNDER_PRESSURE_NAME, onPressure, registerUnderPressure } from './pressure'
-import { registerHealthRoutes } from './health'
 
 /** `app.hangupGuard`: the server's guard, seen from Fastify. */
 interface FastifyHangupGuard {
@@ -45,7 +45,7 @@ interface FastifyHangupGuard {
    * server, without those Fastify hooks (each costs an allocation per request).
    */
   stats (): StatsSnapshot
-  /** The liveness or readiness document now (what the health routes answer). */
+  /** The liveness or readiness document now (what the health probes get). */
   health (kind?: HealthKind): HealthAnswer
   /**
    * Drains the server (options `drain: { delay, timeout }`, overridable per call): readiness
@@ -91,6 +91,8 @@ interface Door {
   contextSlot: symbol | null | undefined
   /** False once the plugin's onClose ran (the hook lets requests through). */
   bound: boolean
+  /** The health paths the core's front answers (with the context's prefix); empty with `health: false`. */
+  readonly healthPaths: readonly string[]
 }
 
 type DoorServer = Server & { [kDoor]?: Door }
@@ -103,13 +105,20 @@ function onRoute (this: FastifyInstance, route: RouteOptions): void {
   const door = (this.server as DoorServer)[kDoor]
   if (door === undefined) return
   const config = (route.config ?? {}) as RouteConfigSlots
-  if (config[kRoute]?.source === 'health') return
+  checkHealthPath(door, route.method, route.url ?? '')
   const record = routeRecordFor(routeLabel(route.method, route.url ?? ''), config, route.handlerTimeout ?? door.fastifyHandlerTimeout,
     route.errorHandler !== undefined, door.plan, door.fallback)
   // A copy: one config object may be shared by routes with different settings.
   const next: RouteConfigSlots = { ...config, [kRoute]: record }
   if (door.composePressure && next.pressureHandler === undefined) next.pressureHandler = onPressure
   route.config = next as RouteOptions['config']
+}
+
+/** A GET or HEAD route on a health path would never be called: the core's front answers first. */
+function checkHealthPath (door: Door, method: string | string[], url: string): void {
+  if (!door.healthPaths.includes(url)) return
+  const methods = Array.isArray(method) ? method : [method]
+  if (methods.some((m) => m.toUpperCase() === 'GET' || m.toUpperCase() === 'HEAD')) throw new HG_ERR_FASTIFY_HEALTH_PATH_TAKEN(routeLabel(method, url), url)
 }
 
 /** Routes declared before the plugin was registered were not seen by onRoute: parsed at their first request. */
@@ -169,7 +178,6 @@ function admitRequest (door: Door, request: FastifyRequest, reply: FastifyReply,
       return
     }
   }
-  if (record.source === 'health') { done(); return }
   const guard = door.guard
   const admitted = guard.admit(request.raw, reply.raw, record.budget, reply, config.url ?? null)
   if (admitted instanceof Pending) {
@@ -202,7 +210,7 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   const fastifyConfig = app.initialConfig as FastifyConfigView
   if (fastifyConfig.http2 === true) throw new HG_ERR_HTTP2_UNSUPPORTED()
   // Everything is checked before anything is installed.
-  const config = resolveConfig(options, FASTIFY_KEYS)
+  const config = withPrefix(resolveConfig(options, FASTIFY_KEYS), app.prefix)
   const underPressure = readUnderPressure(config.door.underPressure)
   const server = app.server as DoorServer
   const before = { headersTimeout: server.headersTimeout, connectionsCheckingInterval: (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval }
@@ -212,11 +220,19 @@ async function hangupGuard (app: FastifyInstance, options: FastifyHangupGuardOpt
   try {
     await install(app, binding, underPressure, config.handleSignals)
   } catch (err) {
-    // Nothing stays applied when registration fails (a decorator or health route already taken…).
+    // Nothing stays applied when registration fails (a decorator taken, a route on a health path…).
     delete server[kDoor]
     binding.unbind()
     throw err
   }
+}
+
+/** The health paths under the prefix of the context that registers the plugin (as its routes' URLs). */
+function withPrefix (config: ResolvedConfig, prefix: string): ResolvedConfig {
+  const { livenessPath, readinessPath } = config.guard
+  if (prefix === '' || livenessPath === null || readinessPath === null) return config
+  const guard = Object.freeze({ ...config.guard, livenessPath: prefix + livenessPath, readinessPath: prefix + readinessPath })
+  return Object.freeze({ ...config, guard })
 }
 
 async function install (app: FastifyInstance, binding: Binding, underPressure: ResolvedUnderPressure | null, handleSignals: boolean): Promise<void> {
@@ -231,8 +247,11 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     fastifyHandlerTimeout: (app.initialConfig as FastifyConfigView).handlerTimeout ?? 0,
     composePressure: composeUnderPressure,
     contextSlot: undefined,
-    bound: true
+    bound: true,
+    healthPaths: guard.options.livenessPath === null ? [] : [guard.options.livenessPath, guard.options.readinessPath as string]
   }
+  // Routes declared before the plugin: onRoute below sees the later ones.
+  for (const url of door.healthPaths) if (app.hasRoute({ method: 'GET', url }) || app.hasRoute({ method: 'HEAD', url })) throw new HG_ERR_FASTIFY_HEALTH_PATH_TAKEN(`GET ${url}`, url)
   server[kDoor] = door
 
   const notes = [
@@ -264,8 +283,9 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
   // under-pressure first: under pressure it sheds before the guard tracks anything.
   if (underPressure !== null) await registerUnderPressure(app, underPressure, binding)
   app.addHook('onRequest', onRequestHook(door))
-  const healthUrls = registerHealthRoutes(app, binding)
-  if (healthUrls.length > 0) notes.push(`fastify: health routes GET ${healthUrls.join(', GET ')} (not admitted, not shed).`)
+  // Probes are answered in front of Fastify (lib/core/front.ts), as behind the node:http door.
+  const removeFront = door.healthPaths.length > 0 ? installFront(server, guard, probeFront) : null
+  if (removeFront !== null) notes.push(`fastify: health probes GET/HEAD ${door.healthPaths.join(', ')}, answered before routing (not admitted, not shed, no Fastify hook or log).`)
 
   const signals: SignalHandlers | null = handleSignals
     ? onDrainSignals(() => startDrain(server, guard).then(() => app.close()), () => { forceDrain(guard) })
@@ -273,6 +293,7 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
   app.addHook('onClose', (_instance, next) => {
     // Fastify's own server close ran before (onClose handlers run last-registered first).
     signals?.uninstall()
+    removeFront?.()
     door.bound = false
     delete server[kDoor]
     binding.unbind()

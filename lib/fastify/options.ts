@@ -33,7 +33,7 @@ export interface UnderPressureOptions {
   healthCheck?: (app: FastifyInstance) => Promise<boolean | Record<string, unknown>>
   /** Period of healthCheck (ms, or '5s'), which hangup-guard combines with the core's pressure verdict. @default 1000 (ms) */
   healthCheckInterval?: Duration
-  /** under-pressure's own status route; hangup-guard keeps it off (its health routes are /livez and /readyz). @default false */
+  /** under-pressure's own status route; hangup-guard keeps it off (its health probes are /livez and /readyz). @default false */
   exposeStatusRoute?: boolean | string
 }
 
@@ -194,7 +194,7 @@ export function fastifyServerOptions (planOrOptions: TimeoutPlan | FastifyHangup
 }
 
 /** Where a route's budget comes from. */
-export type RouteBudgetSource = 'default' | 'route' | 'off' | 'fastify' | 'health'
+export type RouteBudgetSource = 'default' | 'route' | 'off' | 'fastify'
 
 /** A route's deadline, parsed once at onRoute time and kept in its config under kRoute. */
 export interface RouteRecord {

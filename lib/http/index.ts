@@ -1,7 +1,8 @@
 /**
  * The plain node:http front door: `configureServerTimeouts(server, options)` binds the core to the
  * server and puts the guard in front of every 'request' listener, whether it was added before or
- * after this call, by wrapping this one server's `emit`. The handle removes all of it on close().
+ * after this call, through the core's server-level front (lib/core/front.ts: probes, then
+ * admission). The handle removes all of it on close().
  */
 import type { IncomingMessage, ServerResponse, Server } from 'node:http'
 import type { TimeoutPlan } from '../core/plan'
@@ -15,9 +16,10 @@ import { startDrain } from '../core/drain'
 import type { DrainResult } from '../core/drain-state'
 import { type SignalHandlers, drainOnSignals } from '../core/signals'
 import { resolveConfig } from '../core/config'
-import { kEmit, kHttpGuard } from '../core/symbols'
+import { kEmit, kFrontGuard } from '../core/symbols'
 import { Pending } from '../core/pending'
-import { refuse, serveProbe } from './raw'
+import { type FrontServer, answerProbe, installFront } from '../core/front'
+import { refuse } from './raw'
 
 export type { HangupGuardOptions } from '../core/bind'
 
@@ -40,18 +42,12 @@ export interface ServerGuard {
   close (): void
 }
 
-type GuardedServer = Server & { [kEmit]: Server['emit'], [kHttpGuard]: Guard }
-
 /**
  * Runs before every 'request' listener. Returns false when the guard answered for the request
  * (then no listener runs).
  */
 function admit (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
-  const health = guard.healthKind(req)
-  if (health !== null) {
-    serveProbe(guard, req, res, health)
-    return false
-  }
+  if (answerProbe(guard, req, res)) return false
   const admitted = guard.admit(req, res, guard.budget, null, null)
   if (admitted instanceof Pending) return true
   if (admitted !== null) refuse(guard, req, res, admitted) // null: the client is gone, no answer
@@ -65,7 +61,7 @@ type RequestListener = (this: Server, req: IncomingMessage, res: ServerResponse)
  * watches what they return: a promise's rejection is the guard's to answer, not an unhandled
  * rejection that ends the process (lib/events.js reads `_events` the same way on Node 20 to 26).
  */
-function emitWatched (server: GuardedServer, guard: Guard, event: string, req: IncomingMessage, res: ServerResponse): boolean {
+function emitWatched (server: FrontServer, guard: Guard, event: string, req: IncomingMessage, res: ServerResponse): boolean {
   const handlers = (server as unknown as { _events: Record<string, RequestListener | RequestListener[] | undefined> })._events[event]
   if (handlers === undefined) return false
   if (typeof handlers === 'function') {
@@ -82,11 +78,11 @@ function watch (guard: Guard, req: IncomingMessage, res: ServerResponse, result:
   ;(result as PromiseLike<unknown>).then(undefined, (error: unknown) => { guard.handlerRejected(req, res, error) })
 }
 
-function guardedEmit (this: GuardedServer, event: string | symbol, req?: unknown, res?: unknown): boolean {
+function guardedEmit (this: FrontServer, event: string | symbol, req?: unknown, res?: unknown): boolean {
   // 'checkContinue' and 'checkExpectation' carry requests too (Expect headers, when listened to).
   if (event === 'request' || event === 'checkContinue' || event === 'checkExpectation') {
     // Fixed arity on the hot path: no `arguments` object per request.
-    const guard = this[kHttpGuard]
+    const guard = this[kFrontGuard]
     if (!admit(guard, req as IncomingMessage, res as ServerResponse)) return true
     if (guard.options.catchRejections) return emitWatched(this, guard, event, req as IncomingMessage, res as ServerResponse)
     return (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res)
@@ -104,11 +100,7 @@ export function configureServerTimeouts (server: Server, options: HangupGuardOpt
   const handleSignals = config.handleSignals
   const binding = bindServer(server, config)
   const { guard, plan, applied } = { guard: binding.guard, plan: binding.guard.plan, applied: binding.applied }
-  const target = server as GuardedServer
-  const hadOwnEmit = Object.hasOwn(server, 'emit')
-  target[kEmit] = server.emit
-  target[kHttpGuard] = guard
-  server.emit = guardedEmit as Server['emit']
+  const removeFront = installFront(server, guard, guardedEmit)
   const signals: SignalHandlers | null = handleSignals ? drainOnSignals(server, guard) : null
 
   let closed = false
@@ -122,10 +114,7 @@ export function configureServerTimeouts (server: Server, options: HangupGuardOpt
       if (closed) return
       closed = true
       signals?.uninstall()
-      if (hadOwnEmit) server.emit = target[kEmit]
-      else delete (server as Partial<Server>).emit
-      delete (target as Partial<GuardedServer>)[kEmit]
-      delete (target as Partial<GuardedServer>)[kHttpGuard]
+      removeFront()
       binding.unbind()
     }
   }

@@ -1,10 +1,9 @@
 /**
  * How the node:http door sends what the core decided, on the raw response: a refusal (503 with
- * Retry-After, problem+json) and a health probe's document.
+ * Retry-After, problem+json). Health probes are answered by the core's front (lib/core/front.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Guard, Refusal } from '../core/guard'
-import type { HealthKind } from '../core/health'
 import { sendAnswer } from '../core/answer'
 
 /** Sends the core's refusal and records it (counted once, by the core). */
@@ -17,11 +16,4 @@ export function refuse (guard: Guard, req: IncomingMessage, res: ServerResponse,
   }
   sendAnswer(req, res, refusal.error, { retryAfter: guard.options.retryAfter, close: refusal.close })
   guard.recordRefusal(req, res, refusal, refusal.error.statusCode, null)
-}
-
-/** Answers a health probe with the core's document (public view unless `health.details`). */
-export function serveProbe (guard: Guard, req: IncomingMessage, res: ServerResponse, kind: HealthKind): void {
-  const answer = guard.probe(kind)
-  res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' })
-  res.end(req.method === 'HEAD' ? undefined : answer.body)
 }

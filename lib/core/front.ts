@@ -1,0 +1,56 @@
+/**
+ * The server-level front both doors install: one wrapper of one http.Server's `emit`, which sees
+ * each request before any 'request' listener runs, whether it was added before or after (a
+ * framework's included). Health probes are answered here, the same way behind both doors: not
+ * admitted, not shed, not routed. The node:http door admits the other requests here too; the
+ * Fastify door leaves them to Fastify (its onRequest hook admits them, with the route's budget).
+ *
+ * Why probes are not Fastify routes: two more routes cost a Fastify hello world 700-1,500
+ * instructions on every request, though they are never called (measured with bench/cost.js:
+ * plain Fastify 47,703 against 48,438 with two async GET routes; the plugin 51,550 against
+ * 50,013 without its two). Here a probe costs other requests one string comparison.
+ */
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { Guard } from './guard'
+import { kEmit, kFrontGuard } from './symbols'
+
+/** A server whose emit is wrapped: the original emit and the guard, in slots the wrapper reads. */
+export type FrontServer = Server & { [kEmit]: Server['emit'], [kFrontGuard]: Guard }
+
+/** The wrapper a door installs as the server's emit. */
+export type FrontEmit = (this: FrontServer, event: string | symbol, req?: unknown, res?: unknown) => boolean
+
+/** Installs `emit` in front of `server`'s listeners; returns the function that takes it away. */
+export function installFront (server: Server, guard: Guard, emit: FrontEmit): () => void {
+  const target = server as FrontServer
+  const hadOwnEmit = Object.hasOwn(server, 'emit')
+  target[kEmit] = server.emit
+  target[kFrontGuard] = guard
+  server.emit = emit as Server['emit']
+  return () => {
+    if (hadOwnEmit) server.emit = target[kEmit]
+    else delete (server as Partial<Server>).emit
+    delete (target as Partial<FrontServer>)[kEmit]
+    delete (target as Partial<FrontServer>)[kFrontGuard]
+  }
+}
+
+/** Answers `req` when it is a health probe (GET or HEAD on a health path). True: answered. */
+export function answerProbe (guard: Guard, req: IncomingMessage, res: ServerResponse): boolean {
+  const kind = guard.healthKind(req)
+  if (kind === null) return false
+  const answer = guard.probe(kind)
+  res.writeHead(answer.statusCode, { 'content-type': answer.contentType, 'content-length': Buffer.byteLength(answer.body), 'cache-control': 'no-store' })
+  res.end(req.method === 'HEAD' ? undefined : answer.body)
+  return true
+}
+
+/** The front of a server whose requests a framework admits (the Fastify door): probes only. */
+export const probeFront: FrontEmit = function probeFront (event, req, res) {
+  if (event === 'request') {
+    if (answerProbe(this[kFrontGuard], req as IncomingMessage, res as ServerResponse)) return true
+    // Fixed arity on the hot path: no `arguments` object per request.
+    return (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res)
+  }
+  return this[kEmit].apply(this, arguments as unknown as Parameters<Server['emit']>)
+}
