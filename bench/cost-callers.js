@@ -15,12 +15,12 @@ function callerCosts (file, nameOf, pattern) {
   const out = new Map()
   let callers = []
   const nameIn = (raw) => {
-    const jit = /^\?\?\?:0x([0-9a-f]+)(?:'\d+)? \[\?\?\?\]/.exec(raw)
+    const jit = /^\?\?\?:0x([0-9a-f]+)/.exec(raw)
     return jit !== null ? nameOf(parseInt(jit[1], 16)) : raw.replace(/ \[[^\]]*\].*$/, '')
   }
   for (const line of text.split('\n')) {
-    const c = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+<\s+(.*?)(?: \((\d+)x\))?$/.exec(line)
-    if (c !== null) { callers.push([nameIn(c[2]), Number(c[1].replace(/,/g, '')), Number(c[3] ?? 0)]); continue }
+    const c = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+<\s+(.*?)(?: \(([\d,]+)x\))?$/.exec(line)
+    if (c !== null) { callers.push([nameIn(c[2]), Number(c[1].replace(/,/g, '')), Number((c[3] ?? '0').replace(/,/g, ''))]); continue }
     const f = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+\*\s+(.*)$/.exec(line)
     if (f !== null) {
       const callee = nameIn(f[2])

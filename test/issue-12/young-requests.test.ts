@@ -1,0 +1,88 @@
+/**
+ * Requests are watched from the sampler's first tick after their admission, not from admission
+ * (issue 12): a request that ends before that tick never gets a 'close' listener, and is settled
+ * at the next admission, at the tick, or when the counters are read. The accounting stays exact,
+ * through both doors: a finished request is out of `inFlight` as soon as anyone looks, a client
+ * that leaves a young request is counted and its handler's signal aborts, and a pipelined
+ * request queued on a connection that closes before the tick is settled.
+ */
+import t from 'tap'
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import net from 'node:net'
+import Fastify from 'fastify'
+import { configureServerTimeouts } from '../../lib/http'
+import hangupGuard from '../../lib/fastify'
+import { deadlineOf } from '../../lib/core/pending'
+import type { StatsSnapshot } from '../../lib/core/stats'
+import { listen, closeServer, get, until, QUIET } from '../helpers/net'
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+type Handler = (req: IncomingMessage, res: ServerResponse) => void
+interface Door { port: number, stats: () => StatsSnapshot }
+
+async function httpDoor (t: Teardown, handler: Handler): Promise<Door> {
+  const server = http.createServer(handler)
+  const guard = configureServerTimeouts(server, QUIET)
+  const port = await listen(server)
+  t.teardown(async () => { guard.close(); await closeServer(server) })
+  return { port, stats: () => guard.stats() }
+}
+
+async function fastifyDoor (t: Teardown, handler: Handler): Promise<Door> {
+  const app = Fastify()
+  await app.register(hangupGuard, QUIET)
+  app.get('/*', (request, reply) => {
+    reply.hijack()
+    handler(request.raw, reply.raw)
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  return { port: (app.server.address() as net.AddressInfo).port, stats: () => app.hangupGuard.stats() }
+}
+
+for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fastifyDoor]] as const) {
+  t.test(`${name}: no 'close' listener during the handler; a finished request is out of inFlight at once`, async (t) => {
+    const listeners: number[] = []
+    const d = await door(t, (req, res) => {
+      listeners.push(res.listenerCount('close'))
+      res.end('ok')
+    })
+    for (let i = 0; i < 3; i++) {
+      t.equal((await get(d.port, `/${i}`)).status, 200)
+      const s = d.stats()
+      t.equal(s.inFlight, 0, `request ${i}: settled when the counters are read`)
+      t.equal(s.requests, i + 1)
+    }
+    t.same(listeners, [0, 0, 0], 'the guard adds no listener to a response at admission')
+    t.equal(d.stats().clientGone.count, 0)
+  })
+
+  t.test(`${name}: a client that leaves a young request is counted, and the handler's signal aborts`, async (t) => {
+    let signal: AbortSignal | null = null
+    const d = await door(t, (req) => { signal = deadlineOf(req)!.signal })
+    const socket = net.connect(d.port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.write('GET /leave HTTP/1.1\r\nHost: x\r\n\r\n')
+    await until(() => signal !== null)
+    socket.destroy() // well within the request's first tick, most of the time: either way it is counted
+    await until(() => (signal as AbortSignal | null)?.aborted === true)
+    t.equal(((signal as unknown as AbortSignal).reason as { code?: string }).code, 'HG_ERR_CLIENT_GONE')
+    await until(() => d.stats().clientGone.count === 1)
+    t.equal(d.stats().inFlight, 0)
+  })
+
+  t.test(`${name}: a pipelined request queued on a connection that closes at once is settled`, async (t) => {
+    let first = false
+    const d = await door(t, (req, res) => {
+      if (req.url === '/first') first = true // never answers: the second stays queued behind it
+      else res.end('second')
+    })
+    const socket = net.connect(d.port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n')
+    await until(() => first && d.stats().requests === 2)
+    socket.destroy()
+    await until(() => d.stats().inFlight === 0)
+    t.equal(d.stats().clientGone.count, 2, 'both requests: the handler that never answered, and the queued response')
+  })
+}
