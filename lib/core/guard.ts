@@ -239,12 +239,12 @@ export class Guard implements PendingOwner {
 
   /**
    * The tick: each request admitted since the last one is settled when its response has closed,
-   * else watched from now on (its 'close' listener, its deferred deadline on the timer). A
-   * 'close' listener per request cost ~100 instructions behind the node:http door and ~400 behind
-   * Fastify (an emit through Reflect.apply, megamorphic inline caches), and most requests end
-   * before the next tick; those still young when the next request comes are settled at its
-   * admission (settleClosed). A response closes within a tick of its end, so the accounting is
-   * at most a tick late, and only while no request arrives.
+   * else watched from now on (its 'close' listener, its deferred deadline on the timer). Most
+   * requests end before the next tick, and a 'close' listener on each cost the Fastify door up
+   * to 200 instructions per request (bench/cost.js: 50,491 before, 50,289-50,475 after; nothing
+   * measurable behind the node:http door). Young requests whose responses closed are settled at
+   * the next admission (settleFront), so the in-flight count the verdict reads stays exact; with
+   * no request arriving, at most a tick late.
    */
   ageYoung (): void {
     for (let p = this.young; p !== null;) {
@@ -500,7 +500,12 @@ export class Guard implements PendingOwner {
    */
   expire (entry: DeadlineEntry): void {
     const p = entry as Pending
-    if (p.done || p.cut || isAnswered(p.res) || p.res.writableEnded) return
+    if (p.done || p.cut) return
+    if (p.res.closed) { // the client left a young request: its settle was due, not an answer
+      this.settle(p)
+      return
+    }
+    if (isAnswered(p.res) || p.res.writableEnded) return
     this.interrupt(p, new HG_ERR_DEADLINE(p.budget), 'deadline', this.options.timeoutStatus, !p.req.complete)
   }
 
