@@ -408,7 +408,9 @@ export class Guard implements PendingOwner {
    */
   private clientLeft (req: IncomingMessage): boolean {
     const socket = req.socket
-    if (socket === null || !(socket.readableEnded || socket.destroyed)) return false
+    // `readable` is one getter, false whenever the socket ended or was destroyed (then the two
+    // exact reads decide): two getters less on every request.
+    if (socket === null || socket.readable || !(socket.readableEnded || socket.destroyed)) return false
     this.stats.requests++
     this.stats.record({ kind: 'client-gone', cause: 'client-gone', statusCode: null, code: null, req, route: null, elapsedMs: 0 })
     socket.destroy()

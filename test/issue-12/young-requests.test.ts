@@ -86,3 +86,19 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
     t.equal(d.stats().clientGone.count, 2, 'both requests: the handler that never answered, and the queued response')
   })
 }
+
+for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fastifyDoor]] as const) {
+  t.test(`${name}: a request whose connection is already gone when it is admitted runs no handler and is counted`, async (t) => {
+    const ran: string[] = []
+    const d = await door(t, (req) => {
+      ran.push(req.url as string)
+      req.socket.destroy() // the next pipelined request, parsed from the same read, finds its socket destroyed
+    })
+    const socket = net.connect(d.port, '127.0.0.1')
+    socket.on('error', () => {})
+    socket.write('GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n')
+    await until(() => d.stats().requests === 2)
+    t.same(ran, ['/first'], 'no handler for the second request')
+    await until(() => d.stats().clientGone.count === 2 && d.stats().inFlight === 0)
+  })
+}
