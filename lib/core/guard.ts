@@ -242,9 +242,10 @@ export class Guard implements PendingOwner {
    * else watched from now on (its 'close' listener, its deferred deadline on the timer). Most
    * requests end before the next tick, and a 'close' listener on each cost the Fastify door up
    * to 200 instructions per request (bench/cost.js: 50,491 before, 50,289-50,475 after; nothing
-   * measurable behind the node:http door). Young requests whose responses closed are settled at
-   * the next admission (settleFront), so the in-flight count the verdict reads stays exact; with
-   * no request arriving, at most a tick late.
+   * measurable behind the node:http door). The oldest young requests whose responses closed are
+   * settled at the next admission (settleFront): the in-flight count the verdict reads is exact
+   * when requests end in order, and counts a closed request behind one still running until the
+   * tick (at most TICK_MS); stats() and the drain settle every closed one first.
    */
   ageYoung (): void {
     for (let p = this.young; p !== null;) {
