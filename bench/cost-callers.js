@@ -19,8 +19,13 @@ function callerCosts (file, nameOf, pattern) {
     return jit !== null ? nameOf(parseInt(jit[1], 16)) : raw.replace(/ \[[^\]]*\].*$/, '')
   }
   for (const line of text.split('\n')) {
-    const c = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+<\s+(.*?)(?: \(([\d,]+)x\))?$/.exec(line)
-    if (c !== null) { callers.push([nameIn(c[2]), Number(c[1].replace(/,/g, '')), Number((c[3] ?? '0').replace(/,/g, ''))]); continue }
+    // A caller line: `cost (pct)  < file:function (Nx) [object]`.
+    const c = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+<\s+(.*)$/.exec(line)
+    if (c !== null) {
+      const calls = /\(([\d,]+)x\)/.exec(c[2])
+      callers.push([nameIn(c[2].replace(/ \([\d,]+x\)/, '')), Number(c[1].replace(/,/g, '')), calls === null ? 0 : Number(calls[1].replace(/,/g, ''))])
+      continue
+    }
     const f = /^\s*([\d,]+) \(\s*[\d.]+%\)\s+\*\s+(.*)$/.exec(line)
     if (f !== null) {
       const callee = nameIn(f[2])

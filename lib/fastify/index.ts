@@ -251,7 +251,9 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
     healthPaths: guard.options.livenessPath === null ? [] : [guard.options.livenessPath, guard.options.readinessPath as string]
   }
   // Routes declared before the plugin: onRoute below sees the later ones.
-  for (const url of door.healthPaths) if (app.hasRoute({ method: 'GET', url }) || app.hasRoute({ method: 'HEAD', url })) throw new HG_ERR_FASTIFY_HEALTH_PATH_TAKEN(`GET ${url}`, url)
+  for (const url of door.healthPaths) {
+    for (const method of ['GET', 'HEAD']) if (app.hasRoute({ method, url })) throw new HG_ERR_FASTIFY_HEALTH_PATH_TAKEN(routeLabel(method, url), url)
+  }
   server[kDoor] = door
 
   const notes = [
