@@ -20,6 +20,7 @@ import { acquireSampler, type Sampler } from './sampler'
 import { createPressure, type Pressure, type PressureOptions } from './pressure'
 import { acquireWatchdog, watchdogHasWork, type Watchdog, type WatchdogOptions } from './watchdog'
 import type { HealthAnswer, HealthKind } from './health'
+import { holdTickShape } from './tick-shape'
 
 /** Stall detection, load shedding and health: the parts that watch the process, not a request. */
 export interface WatchOptions {
@@ -128,6 +129,7 @@ export function bindServer (server: Server, config: ResolvedConfig, door: 'http'
       ? 'register the plugin once per server: at the root to guard every route, or in the one context whose routes it guards (a configureServerTimeouts() on app.server counts too)'
       : 'call close() on the handle configureServerTimeouts() returned before configuring it again (or, on a Fastify app, use the plugin alone)')
   }
+  holdTickShape() // once per process: see lib/core/tick-shape.ts
   const plan = config.plan
   // The controller is plain state (no timer): made before anything is acquired.
   const queue = config.pressure === false ? null : createQueueController(config.pressure, config.guard.retryAfter)
