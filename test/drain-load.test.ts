@@ -71,7 +71,10 @@ for (const client of ['agent', 'undici'] as LoadClient[]) {
 }
 
 t.test('rollout: new connections opened during the delay are all served, none refused or reset', async (t) => {
-  const s = await serve(t, (_req, res) => answerSoon(res), { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS } })
+  // The drain's promise alone: 8 users opening a connection per request saturate a shared
+  // 2-core machine, where the overload shedding may answer a few of them 503 (3 of 990 once in
+  // CI, while the drain refused none): those answers are not this test's.
+  const s = await serve(t, (_req, res) => answerSoon(res), { drain: { delay: DELAY_MS, timeout: TIMEOUT_MS }, pressure: false })
   let duringDrain = 0
   let started = false
   const load = startLoad({ port: s.port, client: 'fresh', users: 8, maxRequests: 50_000, path: () => { if (started) duringDrain++; return '/' } })
