@@ -8,10 +8,11 @@
  * second and later keys see a map that is not the one they hold: they turn megamorphic, for good.
  * From then on every process.nextTick (about nine per HTTP request) defines its properties
  * through V8's runtime: 85,600 instructions per request instead of 50,500 (bench/cost.js, the
- * Fastify door), 19-20 µs of CPU per request instead of 14-15 under autocannon, in about one
- * process in six. The guard's own timers allocate while the server is idle, which makes that GC
- * likelier than in a server without them. Holding one tick object keeps the maps: the caches stay
- * monomorphic. Node 26 builds ticks with a class, whose map never goes away; the tick held there
+ * Fastify door), 19-20 µs of CPU per request instead of 14-15 under autocannon: up to 3 processes
+ * in 12 in some batches on a shared machine, none in others. Guarded processes fell into it more
+ * often than plain Fastify ones (3 of 13 against 0 of 6 under callgrind); the guard's timers,
+ * which allocate while the server is idle, are the likely reason, not proven. Holding one tick
+ * object keeps the maps: the caches stay monomorphic. Node 26 builds ticks with a class, whose map never goes away; the tick held there
  * costs nothing either.
  */
 import { executionAsyncResource } from 'node:async_hooks'
