@@ -12,8 +12,8 @@
  * in 12 in some batches on a shared machine, none in others. Guarded processes fell into it more
  * often than plain Fastify ones (3 of 13 against 0 of 6 under callgrind); the guard's timers,
  * which allocate while the server is idle, are the likely reason, not proven. Holding one tick
- * object keeps the maps: the caches stay monomorphic. Node 26 builds ticks with a class, whose map never goes away; the tick held there
- * costs nothing either.
+ * object keeps the maps: the caches stay monomorphic. Node 26 builds ticks with a class, whose
+ * map never goes away; the tick held there costs nothing either.
  */
 import { executionAsyncResource } from 'node:async_hooks'
 
