@@ -69,11 +69,8 @@ export class AsyncWait {
   private readonly mins = new Float64Array(BUCKETS).fill(Infinity)
   private readonly stamps = new Float64Array(BUCKETS).fill(-1)
 
-  /** In-process wait allowed (ms). */
-  get targetMs (): number {
-    const half = this.minLatencyMs / 2
-    return half > ASYNC_TARGET_FLOOR_MS ? half : ASYNC_TARGET_FLOOR_MS
-  }
+  /** In-process wait allowed (ms): half the baseline, at least ASYNC_TARGET_FLOOR_MS (a field: read on every admission). */
+  targetMs = Infinity
 
   /** Estimated in-process wait of a request admitted at `now` with `inFlight` others; `completed`: completions so far. */
   estimate (now: number, inFlight: number, completed: number): number {
@@ -148,5 +145,7 @@ export class AsyncWait {
     let min = Infinity
     for (let k = 0; k < BUCKETS; k++) if ((this.stamps[k] as number) > n - BUCKETS && (this.mins[k] as number) < min) min = this.mins[k] as number
     this.minLatencyMs = min
+    const half = min / 2
+    this.targetMs = half > ASYNC_TARGET_FLOOR_MS ? half : ASYNC_TARGET_FLOOR_MS
   }
 }

@@ -32,39 +32,54 @@ export interface PendingOwner extends DeadlineOwner {
 }
 
 export class Pending implements DeadlineEntry, Deadline {
-  at: number
-  budget: number
-  prev: DeadlineEntry | null = null
-  next: DeadlineEntry | null = null
-  list: DeadlineList | null = null
+  // Fields are declared, and set in the constructor in this order: no separate field-initializer
+  // function for the JIT to call (or to spend its inlining budget on) on every admission.
+  declare readonly req: IncomingMessage
+  declare readonly res: ServerResponse
+  declare readonly owner: PendingOwner
+  declare readonly start: number
+  declare budget: number
+  declare at: number
+  declare prev: DeadlineEntry | null
+  declare next: DeadlineEntry | null
+  declare list: DeadlineList | null
   /** In-flight list of the owning guard. */
-  inPrev: Pending | null = null
-  inNext: Pending | null = null
+  declare inPrev: Pending | null
+  declare inNext: Pending | null
   /** List of the responses queued (pipelined) on one socket, while it is watched (guard.ts watchQueued). */
-  qPrev: Pending | null = null
-  qNext: Pending | null = null
-  qSocket: Socket | null = null
+  declare qPrev: Pending | null
+  declare qNext: Pending | null
+  declare qSocket: Socket | null
   /** Settled: answered, finished or gone. */
-  done = false
+  declare done: boolean
   /** The guard destroyed this response after it had started (already counted). */
-  cut = false
-  controller: AbortController | null = null
+  declare cut: boolean
+  declare controller: AbortController | null
   /** Adapter context (the Fastify reply); null for plain http. */
-  ctx: unknown
+  declare ctx: unknown
   /** Route label for incidents, when the adapter knows one. */
-  route: string | null = null
+  declare route: string | null
 
-  constructor (
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    readonly owner: PendingOwner,
-    readonly start: number,
-    budget: number,
-    ctx: unknown
-  ) {
+  constructor (req: IncomingMessage, res: ServerResponse, owner: PendingOwner, start: number, budget: number, ctx: unknown) {
+    this.req = req
+    this.res = res
+    this.owner = owner
+    this.start = start
     this.budget = budget
     this.at = budget > 0 ? start + budget : Infinity
+    this.prev = null
+    this.next = null
+    this.list = null
+    this.inPrev = null
+    this.inNext = null
+    this.qPrev = null
+    this.qNext = null
+    this.qSocket = null
+    this.done = false
+    this.cut = false
+    this.controller = null
     this.ctx = ctx
+    this.route = null
   }
 
   get signal (): AbortSignal {
