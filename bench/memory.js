@@ -85,7 +85,7 @@ async function run ({ quick }) {
     }
     const complete = main.done === total
     return [
-      { section: 'memory', metric: `heap growth over ${main.done} requests`, value: `${fmt(growthMb)} MB`, target: '< 5 MB', ok: growthMb < 5 && after.gcExposed },
+      { section: 'memory', metric: `heap growth over ${main.done} requests`, value: `${fmt(growthMb)} MB`, target: '< 1 MB', ok: growthMb < 1 && after.gcExposed },
       { section: 'memory', metric: 'deadline entries left scheduled', value: String(after.scheduler.scheduled), target: '0', ok: after.scheduler.scheduled === 0, hard: true },
       { section: 'memory', metric: 'stats().inFlight after the run', value: String(s.inFlight), target: '0', ok: s.inFlight === 0, hard: true },
       { section: 'memory', metric: 'unexpected client outcomes', value: String(main.seen.unexpected), target: '0', ok: main.seen.unexpected === 0, hard: true },

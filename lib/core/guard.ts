@@ -425,6 +425,7 @@ export class Guard implements PendingOwner {
     return true
   }
 
+  /** The client left before its handler would run: counted as seen and gone, its socket destroyed. */
   private dropGone (req: IncomingMessage, socket: Socket): void {
     this.stats.requests++
     this.stats.record({ kind: 'client-gone', cause: 'client-gone', statusCode: null, code: null, req, route: null, elapsedMs: 0 })
