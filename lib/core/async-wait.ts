@@ -72,6 +72,34 @@ export class AsyncWait {
   /** In-process wait allowed (ms): half the baseline, at least ASYNC_TARGET_FLOOR_MS (a field: read on every admission). */
   targetMs = Infinity
 
+  /**
+   * Until when estimate() would only sample (no window to roll, no probe): the window's end, or
+   * -Infinity while it must look at every admission (start-up: no rate or baseline yet).
+   */
+  calmUntil (): number {
+    if (this.winStart < 0 || this.rate === 0 || this.probeAt >= 0 || this.minLatencyMs === Infinity) return -Infinity
+    return this.winStart + ASYNC_WINDOW_MS
+  }
+
+  /** Fewer requests in flight than this keep the estimate under targetMs (Infinity: the estimate is off). */
+  calmInFlight (): number {
+    if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return Infinity
+    return (this.targetMs + this.minLatencyMs) * this.rate
+  }
+
+  /** What estimate() does in a calm window (Little's law's in-flight sample), without the estimate. */
+  sampleOnly (inFlight: number): void {
+    this.inFlightSum += inFlight
+    this.samples++
+  }
+
+  /** The estimate for `inFlight` requests now, without sampling (reports). */
+  peek (inFlight: number): number {
+    if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return 0
+    const w = inFlight / this.rate - this.minLatencyMs
+    return w > 0 ? w : 0
+  }
+
   /** Estimated in-process wait of a request admitted at `now` with `inFlight` others; `completed`: completions so far. */
   estimate (now: number, inFlight: number, completed: number): number {
     this.inFlightSum += inFlight

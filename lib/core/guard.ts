@@ -25,6 +25,8 @@ import { DrainPhase, PHASE_NAMES, drainingReason, type DrainPhaseValue, type Dra
 export interface StallSource {
   /** Length of the stall a request admitted at `now` (performance.now()) waited behind, else 0. */
   backlogStallMs (now: number): number
+  /** Until when backlogStallMs() is 0 for requests seen from now on (-Infinity: ask it each time; absent: the same). */
+  stallCalmUntil? (): number
 }
 
 /** Reads of the pressure evaluator the guard needs on its hot path. */
@@ -206,7 +208,10 @@ export class Guard implements PendingOwner {
   private ticks: TickSource | null
   /** track()'s common case holds (updateLean). */
   private lean = false
-  private readonly onTick = (): void => { this.ageYoung() }
+  private readonly onTick = (): void => {
+    this.ageYoung()
+    if (this.controller !== null) this.controller.tick(this.stallCalmUntil(), this.stats.inFlight)
+  }
 
   constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions, parts: GuardParts) {
     this.stats = new Stats(options.onIncident, options.incidentQuery)
@@ -376,8 +381,36 @@ export class Guard implements PendingOwner {
     return this.judge(budget, now)
   }
 
-  /** The verdict's checks: a stall's backlog, a hard limit, the queueing-delay controller. */
+  /**
+   * The verdict's checks: a stall's backlog, a hard limit, the queueing-delay controller. In the
+   * controller's calm window (no stall, no backlog, every estimate under its target: see
+   * QueueController.calmUntil) a request is admitted without the estimates: the full checks would
+   * admit it and change nothing.
+   */
   private judge (budget: number, now: number): Refusal | null {
+    const q = this.controller
+    if (q !== null && now < q.calmUntil) {
+      const pressure = this.pressure
+      if (pressure !== null && pressure.reason !== null) return this.overloaded(pressure.reason)
+      const inFlight = this.stats.inFlight
+      if (inFlight < q.calmInFlight) {
+        q.admitCalm(inFlight)
+        return null
+      }
+    }
+    const refusal = this.judgeFully(budget, now)
+    if (q !== null) q.refreshCalm(this.stallCalmUntil())
+    return refusal
+  }
+
+  /** Until when the stall source reports no backlog (Infinity: no source). */
+  private stallCalmUntil (): number {
+    const stall = this.stall
+    if (stall === null) return Infinity
+    return stall.stallCalmUntil === undefined ? -Infinity : stall.stallCalmUntil()
+  }
+
+  private judgeFully (budget: number, now: number): Refusal | null {
     const stall = this.stall
     if (stall !== null && budget > 0) {
       const stalled = stall.backlogStallMs(now)

@@ -69,7 +69,7 @@ export interface LoopClock {
 
 /** What the controller reports (stats(), health details, the shedding channel). */
 export interface QueueState {
-  /** Estimated queueing delay of the last request admitted or shed (ms). */
+  /** Estimated queueing delay (ms) of the last request judged in full, or, in the calm window, of one admitted at the last tick. */
   readonly delayMs: number
   /** Its parts: the loop iteration, the kernel's accept queue, and in-process waits (ms). */
   readonly loopDelayMs: number
@@ -134,6 +134,14 @@ export class QueueController {
   private firstAcceptAt = -Infinity
   /** Mean time between accepts over the last read interval (ms). */
   private acceptGapMs = 0
+  /**
+   * The calm window (refreshCalm): before this performance.now(), a request admitted with fewer
+   * than `calmInFlight` others in flight would be admitted by shouldShed() with no change to any
+   * state but Little's law's sample, so the guard admits it through admitCalm() instead, without
+   * the estimate. -Infinity: every request is judged in full.
+   */
+  calmUntil = -Infinity
+  calmInFlight = 0
 
   constructor (targetMs: number, intervalMs: number, retryAfterS = 5, inProcess = new AsyncWait()) {
     this.inProcess = inProcess
@@ -159,6 +167,59 @@ export class QueueController {
     // idle, not time between accepts (the loop's last tick dates it, within TICK_MS: no clock read).
     if (this.accepts === this.acceptsAtRead && this.loop !== null) this.firstAcceptAt = this.loop.lastTickAt
     this.accepts++
+    // Enough accepts for a read: it is due ACCEPT_READ_MS after the last one, calm or not.
+    if (this.accepts - this.acceptsAtRead === ACCEPT_READ_MIN && this.acceptQueue !== null && this.readAt + ACCEPT_READ_MS < this.calmUntil) {
+      this.calmUntil = this.readAt + ACCEPT_READ_MS
+    }
+  }
+
+  /** A request in the calm window (see calmUntil): counted and sampled as shouldShed() would, admitted. */
+  admitCalm (inFlight: number): void {
+    this.judged++
+    this.inProcess.sampleOnly(inFlight)
+  }
+
+  /**
+   * Recomputes the calm window from the state a full verdict leaves (the guard calls it after
+   * each one, and on each tick). `stallUntil`: until when the sampler sees no stall in progress
+   * and no backlog (lib/core/sampler.ts stallCalmUntil).
+   */
+  refreshCalm (stallUntil: number): void {
+    this.calmUntil = this.calmWindow(stallUntil)
+    this.calmInFlight = this.inProcess.calmInFlight()
+  }
+
+  /**
+   * The tick: the calm window moves with the loop's clock; while it holds, the reported estimates
+   * are those of a request admitted now (requests in the window are not estimated one by one).
+   */
+  tick (stallUntil: number, inFlight: number): void {
+    this.refreshCalm(stallUntil)
+    if (this.calmUntil === -Infinity || !(inFlight < this.calmInFlight)) return
+    const late = (this.loop as LoopClock).lastTickGapMs - TICK_MS
+    this.loopDelayMs = late > BUSY_LATE_MS ? late / 2 : 0
+    this.acceptDelayMs = 0
+    this.inProcess.waitMs = this.inProcess.peek(inFlight)
+    this.delayMs = this.loopDelayMs + this.inProcess.waitMs
+  }
+
+  /**
+   * Until when estimate() stays under every target and shouldShed() would change nothing: not
+   * shedding and no interval running, no accept queue at the last read and no read due, the loop
+   * late by less than the target (the overrun grows with `now`: the bound is a time), no window
+   * to roll and no start-up probe in the in-process estimate.
+   */
+  private calmWindow (stallUntil: number): number {
+    const loop = this.loop
+    if (this.shedding || this.firstAboveAt >= 0 || loop === null) return -Infinity
+    const reader = this.acceptQueue !== null
+    if (reader && this.depth !== null && this.depth > 0) return -Infinity
+    const late = loop.lastTickGapMs - TICK_MS
+    const room = this.targetMs - (late > BUSY_LATE_MS ? late / 2 : 0)
+    if (!(room > 0)) return -Infinity
+    let until = Math.min(stallUntil, loop.lastTickAt + TICK_MS + room, this.inProcess.calmUntil())
+    if (reader && this.accepts - this.acceptsAtRead >= ACCEPT_READ_MIN && this.readAt + ACCEPT_READ_MS < until) until = this.readAt + ACCEPT_READ_MS
+    return until
   }
 
   /**

@@ -96,6 +96,11 @@ export interface Sampler {
    * both). No allocation: meant for the request path.
    */
   backlogStallMs (now: number): number
+  /**
+   * Until when backlogStallMs() returns 0 for requests seen from now on: while no stall is in
+   * progress (the next tick is not overdue) and no backlog window is open. -Infinity: ask it.
+   */
+  stallCalmUntil (): number
   onSample (fn: SampleListener): void
   offSample (fn: SampleListener): void
   /** @internal the watchdog's heartbeat writer, called on every tick. */
@@ -159,6 +164,11 @@ class SharedSampler implements Sampler {
       return now - (this.lastTickAt <= this.backlogUntil ? this.backlogStartedAt : this.lastTickAt)
     }
     return now <= this.backlogUntil ? this.backlogMs : 0
+  }
+
+  stallCalmUntil (): number {
+    if (!this.running) return Infinity
+    return this.backlogUntil < this.lastTickAt ? this.lastTickAt + TICK_MS + STALL_THRESHOLD_MS : -Infinity
   }
 
   onSample (fn: SampleListener): void { this.listeners.add(fn) }
