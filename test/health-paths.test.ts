@@ -18,6 +18,9 @@ const CASES: Array<[method: string, path: string, probe: boolean]> = [
   ['GET', '/livez/', false],
   ['GET', '/readyzx?y', false],
   ['GET', '/l', false],
+  ['GET', '/lx', false],
+  ['GET', '/readme', false],
+  ['GET', '/api/livez', false],
   ['POST', '/readyz', false],
   ['GET', '/', false]
 ]
@@ -56,4 +59,48 @@ t.test('Fastify door: the same paths reach the health routes or the app', async 
     t.equal(appSaw - before, probe ? 0 : 1)
   }
   t.equal(app.hangupGuard.stats().healthChecks, CASES.filter(([, , probe]) => probe).length)
+})
+
+t.test('a health path of one character is compared in full (no first-character shortcut)', async (t) => {
+  let appSaw = 0
+  const server = http.createServer((_req, res) => { appSaw++; res.end('app') })
+  const guard = configureServerTimeouts(server, { watchdog: false, health: { livenessPath: '/', readinessPath: '/ready' } })
+  const port = await listen(server)
+  t.teardown(async () => { guard.close(); await closeServer(server) })
+  t.ok(isHealthAnswer(await get(port, '/')), "GET / is the liveness probe")
+  t.ok(isHealthAnswer(await get(port, '/?x=1')), 'with a query too')
+  t.notOk(isHealthAnswer(await get(port, '/x')), 'GET /x reaches the app')
+  t.equal(appSaw, 1)
+})
+
+t.test("Fastify door: probes wrap Fastify's own 'request' listener; the server's emit stays Node's, and close() restores it", async (t) => {
+  const app = Fastify()
+  const fastifyListener = app.server.listeners('request')[0]
+  await app.register(hangupGuard, { watchdog: false })
+  app.get('/', async () => 'app')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as { port: number }).port
+  t.equal(app.server.emit, http.Server.prototype.emit, "emit is Node's own")
+  t.equal(app.server.listenerCount('request'), 1)
+  t.not(app.server.listeners('request')[0], fastifyListener, "Fastify's listener is wrapped")
+  t.ok(isHealthAnswer(await get(port, '/livez')))
+  t.equal((await get(port, '/')).body, 'app')
+  await app.close()
+  t.same(app.server.listeners('request'), [fastifyListener], "close() puts Fastify's listener back")
+})
+
+t.test("Fastify door with another 'request' listener at registration: the emit front answers probes before both", async (t) => {
+  const app = Fastify()
+  let otherSaw = 0
+  app.server.on('request', () => { otherSaw++ })
+  await app.register(hangupGuard, { watchdog: false })
+  app.get('/', async () => 'app')
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  const port = (app.server.address() as { port: number }).port
+  t.not(app.server.emit, http.Server.prototype.emit, 'emit is wrapped: it sees every listener')
+  t.ok(isHealthAnswer(await get(port, '/readyz')))
+  t.equal(otherSaw, 0, 'no listener saw the probe')
+  t.equal((await get(port, '/')).body, 'app')
+  t.equal(otherSaw, 1)
 })

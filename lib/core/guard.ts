@@ -213,7 +213,18 @@ export class Guard implements PendingOwner {
     if (this.controller !== null) this.controller.tick(this.stallCalmUntil(), this.stats.inFlight)
   }
 
+  /** The second character of each health path (the first is '/'): most URLs have neither. */
+  private readonly probeChar1: number
+  private readonly probeChar2: number
+  /** A health path shorter than two characters: every URL is compared in full. */
+  private readonly probeShort: boolean
+
   constructor (readonly plan: TimeoutPlan, readonly options: ResolvedGuardOptions, parts: GuardParts) {
+    const live = options.livenessPath ?? ''
+    const ready = options.readinessPath ?? ''
+    this.probeChar1 = live.charCodeAt(1)
+    this.probeChar2 = ready.charCodeAt(1)
+    this.probeShort = live.length < 2 || ready.length < 2
     this.stats = new Stats(options.onIncident, options.incidentQuery)
     this.budget = plan.handlerTimeout.value
     this.socketSlack = plan.timeout.value > 0 && plan.handlerTimeout.value > 0 ? plan.timeout.value - plan.handlerTimeout.value : null
@@ -516,7 +527,7 @@ export class Guard implements PendingOwner {
   settle (p: Pending): void {
     if (p.done) return
     p.done = true
-    unschedule(p)
+    if (p.list !== null) unschedule(p) // most never were: they end before the tick (track)
     if (this.young === p) this.young = p.inNext
     if (p.qSocket !== null) unlinkQueued(p)
     if (p.inPrev !== null) p.inPrev.inNext = p.inNext
@@ -714,8 +725,11 @@ export class Guard implements PendingOwner {
   healthKind (req: IncomingMessage): HealthKind | null {
     const o = this.options
     if (o.livenessPath === null || this.healthSources === null) return null
-    // The path first: lengths settle most requests (a method comparison costs a string compare).
+    // The path first: its second character settles most requests, then lengths (a method
+    // comparison costs a string compare).
     const url = req.url ?? ''
+    const c = url.charCodeAt(1)
+    if (c !== this.probeChar1 && c !== this.probeChar2 && !this.probeShort) return null
     const kind: HealthKind | null = isPath(url, o.livenessPath) ? 'liveness' : isPath(url, o.readinessPath as string) ? 'readiness' : null
     if (kind === null) return null
     const method = req.method

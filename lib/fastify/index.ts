@@ -22,7 +22,7 @@ import type { DrainResult } from '../core/drain-state'
 import { type SignalHandlers, onDrainSignals } from '../core/signals'
 import { HG_ERR_HTTP2_UNSUPPORTED, HG_ERR_FASTIFY_UNDER_PRESSURE_REGISTERED, HG_ERR_FASTIFY_HEALTH_PATH_TAKEN } from '../core/errors'
 import { type ResolvedConfig, resolveConfig } from '../core/config'
-import { installFront, probeFront } from '../core/front'
+import { installProbeFront } from '../core/front'
 import { kDoor, kRoute } from '../core/symbols'
 import {
   type FastifyHangupGuardOptions, type FastifyConfigView, type RouteRecord, type RouteConfigSlots, type RouteGuardConfig,
@@ -286,7 +286,7 @@ async function install (app: FastifyInstance, binding: Binding, underPressure: R
   if (underPressure !== null) await registerUnderPressure(app, underPressure, binding)
   app.addHook('onRequest', onRequestHook(door))
   // Probes are answered in front of Fastify (lib/core/front.ts), as behind the node:http door.
-  const removeFront = door.healthPaths.length > 0 ? installFront(server, guard, probeFront) : null
+  const removeFront = door.healthPaths.length > 0 ? installProbeFront(server, guard) : null
   if (removeFront !== null) notes.push(`fastify: health probes GET/HEAD ${door.healthPaths.join(', ')}, answered before routing (not admitted, not shed, no Fastify hook or log).`)
 
   const signals: SignalHandlers | null = handleSignals
