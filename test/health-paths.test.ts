@@ -67,7 +67,7 @@ t.test('a health path of one character is compared in full (no first-character s
   const guard = configureServerTimeouts(server, { watchdog: false, health: { livenessPath: '/', readinessPath: '/ready' } })
   const port = await listen(server)
   t.teardown(async () => { guard.close(); await closeServer(server) })
-  t.ok(isHealthAnswer(await get(port, '/')), "GET / is the liveness probe")
+  t.ok(isHealthAnswer(await get(port, '/')), 'GET / is the liveness probe')
   t.ok(isHealthAnswer(await get(port, '/?x=1')), 'with a query too')
   t.notOk(isHealthAnswer(await get(port, '/x')), 'GET /x reaches the app')
   t.equal(appSaw, 1)
