@@ -40,6 +40,7 @@ t.test('one process-wide sampler, ref-counted: the last release stops it', async
   t.equal(b.lastTickAt, tickAt, 'no tick after the last release')
   t.equal(b.sample.at, sampleAt)
   t.equal(b.backlogStallMs(performance.now()), 0, 'a stopped sampler never reports a backlog')
+  t.equal(b.stallCalmUntil(), Infinity, 'so the guard may skip asking it')
   b.release() // one release too many must not break the next sampler
   const c = acquireSampler()
   t.not(c, a, 'a fresh one after the last release')
@@ -87,6 +88,7 @@ t.test('a blocked main thread is a stall, seen by the next request even before t
   t.equal(sampler.lastStallDurationMs, stall.durationMs)
   // At least: if the machine itself descheduled us since, a newer stall is overdue and longer.
   t.ok(sampler.backlogStallMs(performance.now()) >= stall.durationMs, 'requests right after it are its backlog')
+  t.equal(sampler.stallCalmUntil(), -Infinity, 'no calm window while its backlog window is open: the guard asks on every request')
   await sleep(BACKLOG_WINDOW_MS + 50)
   const later = sampler.backlogStallMs(performance.now())
   t.ok(later === 0 || sampler.stalls.at(-1) !== stall, `later traffic is not (${later} ms, from a newer stall if not 0)`)

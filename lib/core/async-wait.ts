@@ -87,13 +87,13 @@ export class AsyncWait {
     return (this.targetMs + this.minLatencyMs) * this.rate
   }
 
-  /** What estimate() does in a calm window (Little's law's in-flight sample), without the estimate. */
+  /** Little's law's in-flight sample: every judged request's, with or without the estimate. */
   sampleOnly (inFlight: number): void {
     this.inFlightSum += inFlight
     this.samples++
   }
 
-  /** The estimate for `inFlight` requests now, without sampling (reports). */
+  /** The estimate for `inFlight` requests now, without sampling (estimate() and the reports). */
   peek (inFlight: number): number {
     if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return 0
     const w = inFlight / this.rate - this.minLatencyMs
@@ -102,16 +102,13 @@ export class AsyncWait {
 
   /** Estimated in-process wait of a request admitted at `now` with `inFlight` others; `completed`: completions so far. */
   estimate (now: number, inFlight: number, completed: number): number {
-    this.inFlightSum += inFlight
-    this.samples++
+    this.sampleOnly(inFlight)
     if (this.winStart < 0) {
       this.winStart = now
       this.completedAtWin = completed
     } else if (now - this.winStart >= ASYNC_WINDOW_MS || (this.rate === 0 && completed - this.completedAtWin >= MIN_COMPLETIONS)) this.roll(now, completed)
     if (this.minLatencyMs === Infinity || this.probeAt >= 0) this.probe(now, inFlight, completed)
-    if (this.rate === 0 || !(this.minLatencyMs >= ASYNC_MIN_BASELINE_MS)) return (this.waitMs = 0)
-    const w = inFlight / this.rate - this.minLatencyMs
-    return (this.waitMs = w > 0 ? w : 0)
+    return (this.waitMs = this.peek(inFlight))
   }
 
   /** The start-up probe (until the first baseline): see the module comment. */

@@ -25,8 +25,8 @@ import { DrainPhase, PHASE_NAMES, drainingReason, type DrainPhaseValue, type Dra
 export interface StallSource {
   /** Length of the stall a request admitted at `now` (performance.now()) waited behind, else 0. */
   backlogStallMs (now: number): number
-  /** Until when backlogStallMs() is 0 for requests seen from now on (-Infinity: ask it each time; absent: the same). */
-  stallCalmUntil? (): number
+  /** Until when backlogStallMs() is 0 for requests seen from now on (-Infinity: ask it each time). */
+  stallCalmUntil (): number
 }
 
 /** Reads of the pressure evaluator the guard needs on its hot path. */
@@ -416,9 +416,7 @@ export class Guard implements PendingOwner {
 
   /** Until when the stall source reports no backlog (Infinity: no source). */
   private stallCalmUntil (): number {
-    const stall = this.stall
-    if (stall === null) return Infinity
-    return stall.stallCalmUntil === undefined ? -Infinity : stall.stallCalmUntil()
+    return this.stall === null ? Infinity : this.stall.stallCalmUntil()
   }
 
   private judgeFully (budget: number, now: number): Refusal | null {

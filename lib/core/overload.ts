@@ -196,8 +196,7 @@ export class QueueController {
   tick (stallUntil: number, inFlight: number): void {
     this.refreshCalm(stallUntil)
     if (this.calmUntil === -Infinity || !(inFlight < this.calmInFlight)) return
-    const late = (this.loop as LoopClock).lastTickGapMs - TICK_MS
-    this.loopDelayMs = late > BUSY_LATE_MS ? late / 2 : 0
+    this.loopDelayMs = backToBackMs(this.loop as LoopClock)
     this.acceptDelayMs = 0
     this.inProcess.waitMs = this.inProcess.peek(inFlight)
     this.delayMs = this.loopDelayMs + this.inProcess.waitMs
@@ -214,8 +213,7 @@ export class QueueController {
     if (this.shedding || this.firstAboveAt >= 0 || loop === null) return -Infinity
     const reader = this.acceptQueue !== null
     if (reader && this.depth !== null && this.depth > 0) return -Infinity
-    const late = loop.lastTickGapMs - TICK_MS
-    const room = this.targetMs - (late > BUSY_LATE_MS ? late / 2 : 0)
+    const room = this.targetMs - backToBackMs(loop)
     if (!(room > 0)) return -Infinity
     let until = Math.min(stallUntil, loop.lastTickAt + TICK_MS + room, this.inProcess.calmUntil())
     if (reader && this.accepts - this.acceptsAtRead >= ACCEPT_READ_MIN && this.readAt + ACCEPT_READ_MS < until) until = this.readAt + ACCEPT_READ_MS
@@ -233,9 +231,7 @@ export class QueueController {
     if (loop !== null) {
       const overrun = now - loop.lastTickAt - TICK_MS
       if (overrun > 0) loopMs = overrun
-      // Back-to-back iterations: requests read now arrived during the previous one.
-      const late = loop.lastTickGapMs - TICK_MS
-      if (late > BUSY_LATE_MS) loopMs += late / 2
+      loopMs += backToBackMs(loop)
     }
     const acceptMs = this.acceptQueue === null ? 0 : this.acceptWait(now)
     this.loopDelayMs = loopMs
@@ -383,6 +379,12 @@ function burstEnd (loop: LoopClock, now: number): number {
   if (now - last.endedAt >= length) return now
   if (n > 1 && last.startedAt - (stalls[n - 2] as { endedAt: number }).endedAt <= ONE_OFF_MS) return now
   return last.endedAt + length
+}
+
+/** Back-to-back iterations: requests read now arrived during the previous one, and waited about half of it. */
+function backToBackMs (loop: LoopClock): number {
+  const late = loop.lastTickGapMs - TICK_MS
+  return late > BUSY_LATE_MS ? late / 2 : 0
 }
 
 function round (v: number): number {
