@@ -115,7 +115,30 @@ const modes = {
   'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), options.underPressure ?? {
     maxEventLoopDelay: 1000,
     maxEventLoopUtilization: 0.98
-  }))
+  })),
+  // The floor (bench/cost-floor.js): what any Fastify plugin pays per request, without the guard.
+  // One onRequest hook that does nothing: the price of Fastify's hook runner.
+  'fastify-empty-hook': () => fastifyApp((app) => app.addHook('onRequest', (request, reply, done) => done())),
+  // The least a plugin can do and still give every request a deadline and count it in flight:
+  // read the clock, allocate one record, link it into an in-flight list, and unlink it at a later
+  // admission once its response has closed (as the guard does between its ticks). No verdict, no
+  // timer (a timer would run outside the counted window anyway), no per-route budget.
+  'fastify-deadline-floor': () => fastifyApp((app) => {
+    let head = null
+    let tail = null
+    app.addHook('onRequest', (request, reply, done) => {
+      while (head !== null && head.res.closed) {
+        head = head.next
+        if (head === null) tail = null
+        else head.prev = null
+      }
+      const entry = { res: reply.raw, at: performance.now() + 30_000, prev: tail, next: null }
+      if (tail === null) head = entry
+      else tail.next = entry
+      tail = entry
+      done()
+    })
+  })
 }
 
 async function fastifyApp (register, serverOptions = {}) {
