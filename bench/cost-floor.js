@@ -37,9 +37,9 @@ const CUTS = {
   ]
 }
 
-/** A copy of dist/ with `cuts` applied; throws (with .skip) when one no longer applies. */
-function cutBuild (name, cuts) {
-  const dir = path.join(CUTS_DIR, name.replace(/\W+/g, '-'))
+/** A copy of dist/ with `cuts` applied, in `under`; throws (with .skip) when one no longer applies. */
+function cutBuild (name, cuts, under = CUTS_DIR) {
+  const dir = path.join(under, name.replace(/\W+/g, '-'))
   fs.rmSync(dir, { recursive: true, force: true })
   fs.cpSync(DIST, dir, { recursive: true })
   for (const [file, from, to] of cuts) {
@@ -101,8 +101,12 @@ function signed (n) {
   return `${n >= 0 ? '+' : ''}${fmt(n, 0)}`
 }
 
-main().then(() => stopAllChildren(), (err) => {
-  console.error(err)
-  stopAllChildren()
-  process.exitCode = 1
-})
+module.exports = { CUTS, cutBuild }
+
+if (require.main === module) {
+  main().then(() => stopAllChildren(), (err) => {
+    console.error(err)
+    stopAllChildren()
+    process.exitCode = 1
+  })
+}

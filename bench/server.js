@@ -99,7 +99,7 @@ const modes = {
   },
   // (d) Fastify
   'fastify-plain': () => fastifyApp(null),
-  'fastify-guard': () => {
+  'fastify-guard': async () => {
     const file = path.join(DIST, 'fastify', 'index.js')
     if (!fs.existsSync(file)) return { skip: 'dist/fastify/index.js does not exist (lib/fastify/index.ts not built yet)' }
     const mod = require(file)
@@ -110,7 +110,9 @@ const modes = {
     if (typeof plugin !== 'function') return { skip: `dist/fastify/index.js exports no plugin function (exports: ${Object.keys(mod).join(', ')})` }
     // As documented (docs/api.md, Fastify plugin): factory options from fastifyServerOptions, then the plugin.
     const serverOptions = typeof mod.fastifyServerOptions === 'function' ? mod.fastifyServerOptions({}) : {}
-    return fastifyApp((app) => app.register(plugin, options.guard ?? {}), serverOptions)
+    const app = await fastifyApp((app) => app.register(plugin, options.guard ?? {}), serverOptions)
+    guard = app.hangupGuard // its stats() in 'measure' (test/issue-12/cost-floor.test.ts reads them)
+    return app
   },
   'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), options.underPressure ?? {
     maxEventLoopDelay: 1000,
