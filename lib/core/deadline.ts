@@ -14,7 +14,7 @@
  * budget and steady traffic that is about one wake-up per budget period.
  *
  * Fire time is compared with performance.now(), not counted in ticks: after a stall, every spent
- * deadline is answered as soon as the loop is back.
+ * deadline is answered as soon as the loop is back, oldest first across the lists.
  */
 import { performance } from 'node:perf_hooks'
 
@@ -104,26 +104,41 @@ function onTimer (): void {
   timer = null
   armedAt = Infinity
   const cutoff = performance.now() + COALESCE_MS
-  let next = Infinity
+  // Each list is in deadline order; after a stall several hold spent deadlines, answered oldest
+  // first across them (one list, the common case: already in order, nothing to sort).
+  const spent: DeadlineEntry[] = []
+  let fromLists = 0
   for (const list of lists.values()) {
     if (list.head === null) {
       lists.delete(list.budget)
       if (lastList === list) lastList = null
       continue
     }
-    let e = list.head
-    while (e !== null && e.at <= cutoff) {
-      unschedule(e)
-      try {
-        e.owner.expire(e)
-      } catch (err) {
-        process.emitWarning(`hangup-guard: a deadline could not be answered: ${(err as Error)?.message ?? String(err)}`, 'HangupGuardWarning')
-      }
-      e = list.head
+    if (list.head.at > cutoff) continue
+    fromLists++
+    for (let e: DeadlineEntry | null = list.head; e !== null && e.at <= cutoff; e = e.next) spent.push(e)
+  }
+  if (fromLists > 1) spent.sort(byDeadline)
+  for (const e of spent) {
+    // An earlier answer may have settled this one (unscheduled) or moved its deadline.
+    if (e.list === null || e.at > cutoff) continue
+    unschedule(e)
+    try {
+      e.owner.expire(e)
+    } catch (err) {
+      process.emitWarning(`hangup-guard: a deadline could not be answered: ${(err as Error)?.message ?? String(err)}`, 'HangupGuardWarning')
     }
-    if (e !== null && e.at < next) next = e.at
+  }
+  let next = Infinity
+  for (const list of lists.values()) {
+    const head = list.head
+    if (head !== null && head.at < next) next = head.at
   }
   if (next !== Infinity && next < armedAt) arm(next)
+}
+
+function byDeadline (a: DeadlineEntry, b: DeadlineEntry): number {
+  return a.at - b.at
 }
 
 /** For tests and the bench: how many deadlines are scheduled, and whether the timer is armed. */

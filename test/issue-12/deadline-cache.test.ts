@@ -39,3 +39,26 @@ t.test('entries with different budgets each go to their own list', async (t) => 
   await until(() => fired.length === 3)
   t.same(fired, [20, 40, 40], 'in deadline order')
 })
+
+t.test('after a stall, the spent deadlines of every list are answered oldest first', async (t) => {
+  // The timer fires late (the loop was blocked past every deadline): one firing finds spent
+  // entries in several lists, and answers them in deadline order, not list by list.
+  const fired: string[] = []
+  const owner: DeadlineOwner = { expire: (e) => { fired.push(`${e.budget}:${names.get(e)}`) } }
+  const names = new Map<DeadlineEntry, string>()
+  const add = (name: string, budget: number): void => {
+    const e = entry(budget, owner)
+    names.set(e, name)
+    schedule(e)
+  }
+  add('a', 40)
+  add('b', 20)
+  add('c', 40)
+  add('d', 30)
+  const until60 = performance.now() + 60
+  // A 60 ms stall: all four deadlines pass before the timer runs.
+  while (performance.now() < until60) { /* blocked */ }
+  await until(() => fired.length === 4)
+  t.same(fired, ['20:b', '30:d', '40:a', '40:c'], 'oldest deadline first across lists; one budget in arrival order')
+  t.equal(deadlineSchedulerState().scheduled, 0)
+})
