@@ -2,7 +2,7 @@
 // The floor under the Fastify plugin's cost: what a Fastify plugin pays per request before it does
 // any work of its own, and what the least per-request deadline costs, next to under-pressure and
 // the plugin, in instructions per request (the same callgrind count as bench/cost.js).
-//   node bench/cost-floor.js [--processes=3]      (run `npm run build` first; about 20 minutes)
+//   node bench/cost-floor.js [--processes=3]      (run `npm run build` first; about 25 minutes)
 //
 // Servers (modes of bench/server.js), all the same hello-world route:
 // - plain Fastify;

@@ -14,9 +14,9 @@ const { execFileSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { measureServer, SERVER_OPTIONS } = require('./cost')
+const { measureServer, SERVER_OPTIONS, CHURN } = require('./cost')
 
-const SETTINGS = { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, idleMs: 300, repeats: 1 }
+const SETTINGS = { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, churn: CHURN, idleMs: 300, repeats: 1 }
 
 /** Address → name, from a --perf-basic-prof map ("start size name", hex). */
 function perfMap (pid) {

@@ -10,7 +10,8 @@
 // Method. Each server runs alone under `valgrind --tool=callgrind` (bench/server.js, the same modes
 // as the other sections); the load generator (bench/raw-client.js) runs outside valgrind, in this
 // process. Its connections are opened once, before anything is counted, and kept, so a measured
-// run holds requests only. After a warm-up (the JIT tiers up), each measured run is framed by
+// run holds requests only; before them, 100 short connections come and go (CHURN), as they do on a
+// production server. After a warm-up (the JIT tiers up), each measured run is framed by
 // `callgrind_control --zero` and `--dump` on the same process (one process, many runs: a
 // process started per run would pay callgrind's start-up, ~30 s, each time): start-up and warm-up are never
 // counted, and instructions per request are the slope between a run of N1 and one of N2 requests,
@@ -34,7 +35,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { startServer, sleep, fmt, table, median } = require('./lib')
-const { RawClient } = require('./raw-client')
+const { RawClient, churn } = require('./raw-client')
 
 const SERVERS = [
   ['bare node:http', 'http-bare'],
@@ -70,19 +71,33 @@ const SERVER_OPTIONS = {
   underPressure: { maxEventLoopDelay: 60_000, maxEventLoopUtilization: 1 }
 }
 
+/**
+ * Connections opened, used for 20 requests and closed before the measured connection is opened:
+ * a server's JIT must see connections come and go, as every production server does. With one
+ * connection opened once, whether Node's own listener bookkeeping (events.js _addListener, reached
+ * from Readable.on and clearIncoming on every request) stayed polymorphic or went megamorphic
+ * depended on whether that one socket was built before or after V8 allocated the function's
+ * feedback: plain Fastify and under-pressure missed it, the plugin did not (bench/ic-states.js
+ * shows the sites). With the churn every server's listener bookkeeping is megamorphic, as in
+ * production, and every count rose by about 2,000 (medians of three processes, quick settings:
+ * bare node:http 50,754 -> 52,736, plain Fastify 47,707 -> 49,880, under-pressure
+ * 48,571 -> 50,840, the plugin 49,537 -> 51,675). HG_BENCH_CHURN=0 measures the old way.
+ */
+const CHURN = { connections: Number(process.env.HG_BENCH_CHURN ?? 100), requests: 20 }
 const SETTINGS = {
   // Warm-up: after 3,000 requests the JIT still improved the next 5,000 by 3-8% (measured: the
   // first slope of a process came out up to 4,000 instructions above the later ones), and the
   // node:http door's first slope after 10,000 still came out up to 2,000 above its later ones.
-  // Processes: two processes of the same server differ by up to ~600 instructions per request
-  // (the JIT's choices differ from process to process), more than the repeats within one process
+  // Processes: two processes of the same server differed by up to ~600 instructions per request
+  // before the warm-up churned (CHURN), and still by up to ~350 after (the JIT's choices differ
+  // from process to process), more than the repeats within one process
   // (~50): each server is measured in several processes, run in rounds (every server once per
   // round), and a server's figure is the median of its processes' medians. Three, so that one
   // outlier process cannot move it: one of two Fastify-plugin processes once ran at ~86,600
   // instructions per request through all its repeats, against ~51,600 for five others (not
   // understood yet).
-  full: { connections: 1, pipelinings: [1, 10], n1: 2000, n2: 8000, warmup: 30000, idleMs: 1000, repeats: 3, processes: 3 },
-  quick: { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, idleMs: 1000, repeats: 3, processes: 3 }
+  full: { connections: 1, pipelinings: [1, 10], n1: 2000, n2: 8000, warmup: 30000, churn: CHURN, idleMs: 1000, repeats: 3, processes: 3 },
+  quick: { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, churn: CHURN, idleMs: 1000, repeats: 3, processes: 3 }
 }
 
 /** libuv's stream I/O callback (src/unix/stream.c): every request's work runs under it. */
@@ -167,7 +182,10 @@ async function measureServer (mode, s, log = console.log, serverOptions = SERVER
     const t0 = Date.now()
     server = await startServer(mode, serverOptions, execArgv, { execPath: 'valgrind', startTimeoutMs: 180_000, stdout: 'ignore' })
     if (process.env.HG_BENCH_COST_DEBUG) log(`  ${mode}: started under callgrind in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    // Before the measured connection: one kept idle through the churn would meet keepAliveTimeout.
+    const churned = s.churn === undefined ? 0 : await churn(server.port, s.churn.connections, s.churn.requests, RUN_TIMEOUT_MS)
     client = new RawClient(server.port, { connections: s.connections })
+    client.refused = churned
     await client.open()
     // A guard may shed the first warm-up requests: under callgrind, and more on a busy machine, the
     // first requests through code valgrind has not translated yet can hold the loop for many
@@ -229,7 +247,8 @@ async function run ({ quick }) {
   const s = quick ? SETTINGS.quick : SETTINGS.full
   console.log(`callgrind (${spawnSync('valgrind', ['--version']).stdout.toString().trim()}); ` +
     `client: bench/raw-client.js outside valgrind, ${s.connections} keep-alive connection(s) opened before counting, ` +
-    `pipelining ${s.pipelinings.join(' and ')} (batches: the next once all are answered), GET / (hello world), warm-up ${s.warmup} requests per pipelining; ` +
+    `pipelining ${s.pipelinings.join(' and ')} (batches: the next once all are answered), GET / (hello world), ` +
+    `warm-up: ${s.churn.connections} connections opened, used for ${s.churn.requests} requests each and closed, then ${s.warmup} requests per pipelining; ` +
     `slope between runs of N1=${s.n1} and N2=${s.n2} requests, ${s.repeats} times per process, ${s.processes} processes per server (in rounds); idle windows of ${s.idleMs} ms before and after.\n` +
     `counted: the event-loop thread under ${TOGGLE_FUNCTION} (timers excluded: see bench/cost.js)`)
   const perProcess = {} // label -> [measureServer() result of each process]
@@ -292,4 +311,4 @@ function pct (ratio) {
   return `${d >= 0 ? '+' : ''}${d.toFixed(1)}%`
 }
 
-module.exports = { run, report, measureServer, SETTINGS, SERVER_OPTIONS }
+module.exports = { run, report, measureServer, SETTINGS, SERVER_OPTIONS, CHURN }
