@@ -15,6 +15,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { measureServer, SERVER_OPTIONS, CHURN } = require('./cost')
+const { lastAtOrBelow } = require('./lib')
 
 const SETTINGS = { connections: 1, pipelinings: [1], n1: 1000, n2: 4000, warmup: 15000, churn: CHURN, idleMs: 300, repeats: 1 }
 
@@ -27,14 +28,7 @@ function perfMap (pid) {
   }).sort((a, b) => a.start - b.start)
   fs.unlinkSync(file)
   return (address) => {
-    let lo = 0
-    let hi = entries.length - 1
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1
-      if (entries[mid].start <= address) lo = mid + 1
-      else hi = mid - 1
-    }
-    const e = entries[hi]
+    const e = entries[lastAtOrBelow(entries, address)]
     return e !== undefined && address < e.end ? e.name : 'JIT code, not named'
   }
 }

@@ -11,7 +11,7 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { startServer, sleep } = require('./lib')
+const { startServer, sleep, lastAtOrBelow } = require('./lib')
 const { RawClient, churn } = require('./raw-client')
 const { SERVER_OPTIONS } = require('./cost')
 
@@ -22,22 +22,22 @@ const IC_EVENT = /^((?:Keyed)?(?:Load|Store|DefineNamedOwn|DefineKeyedOwn|LoadGl
  * "<script> @<line>:<column> <IC kind>", and names the code its events came from (else '?').
  */
 function icStates (text) {
-  const code = [] // { at, end, time, name }
+  const code = [] // { start, end, time, name }
   const sfis = new Map() // shared function info address -> name
   const events = []
   for (const line of text.split('\n')) {
     if (line.startsWith('code-creation,')) {
       const f = line.split(',')
-      const at = parseInt(f[4], 16)
-      code.push({ at, end: at + Number(f[5]), time: Number(f[3]), name: f[6].trim() })
+      const start = parseInt(f[4], 16)
+      code.push({ start, end: start + Number(f[5]), time: Number(f[3]), name: f[6].trim() })
       if (f[1] === 'JS' && f[7] !== undefined) sfis.set(parseInt(f[7], 16), f[6].trim())
       continue
     }
     const m = IC_EVENT.exec(line)
     if (m !== null) events.push({ kind: m[1], pc: parseInt(m[2], 16), time: Number(m[3]), line: m[4], column: m[5], to: m[7], map: m[8], key: m[9] })
   }
-  code.sort((a, b) => a.at - b.at)
-  const sfiList = [...sfis].map(([at, name]) => ({ at, end: at + 0x10000, time: 0, name: `${name} (by its bytecode)` })).sort((a, b) => a.at - b.at)
+  code.sort((a, b) => a.start - b.start)
+  const sfiList = [...sfis].map(([start, name]) => ({ start, end: start + 0x10000, name: `${name} (by its bytecode)` })).sort((a, b) => a.start - b.start)
   const sites = new Map()
   for (const e of events) {
     // An interpreted frame's pc is in its bytecode, which lies next to the function's shared info
@@ -60,16 +60,10 @@ function icStates (text) {
 
 /** The name of the newest code object created before `time` that holds `pc`, else '?'. */
 function functionAt (code, pc, time) {
-  let lo = 0
-  let hi = code.length - 1
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1
-    if (code[mid].at <= pc) lo = mid + 1
-    else hi = mid - 1
-  }
+  const last = lastAtOrBelow(code, pc)
   let best = null
   // Code objects are small and rarely overlap: a short walk back finds the ones that hold pc.
-  for (let i = hi; i >= 0 && i > hi - 2000; i--) {
+  for (let i = last; i >= 0 && i > last - 2000; i--) {
     const c = code[i]
     if (pc < c.end && c.time <= time && (best === null || c.time > best.time)) best = c
   }
@@ -82,14 +76,8 @@ function scriptOf (name) {
 }
 
 function nearestBelow (list, pc) {
-  let lo = 0
-  let hi = list.length - 1
-  while (lo <= hi) {
-    const mid = (lo + hi) >> 1
-    if (list[mid].at <= pc) lo = mid + 1
-    else hi = mid - 1
-  }
-  return hi >= 0 && pc < list[hi].end ? list[hi].name : '?'
+  const e = list[lastAtOrBelow(list, pc)]
+  return e !== undefined && pc < e.end ? e.name : '?'
 }
 
 /** Runs `mode` with --log-ic through the warm-up; returns the log's text. */

@@ -129,4 +129,16 @@ async function runBounded (total, concurrency, maxMs, fn) {
   return done
 }
 
-module.exports = { startServer, stopChild, stopAllChildren, parseArgs, percentile, median, sleep, fmt, table, runBounded }
+/** Index of the last entry of `sorted` (ascending by `start`) whose start is <= value; -1 if none. */
+function lastAtOrBelow (sorted, value) {
+  let lo = 0
+  let hi = sorted.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (sorted[mid].start <= value) lo = mid + 1
+    else hi = mid - 1
+  }
+  return hi
+}
+
+module.exports = { startServer, stopChild, stopAllChildren, parseArgs, percentile, median, sleep, fmt, table, runBounded, lastAtOrBelow }
