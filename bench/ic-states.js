@@ -80,6 +80,17 @@ function nearestBelow (list, pc) {
   return e !== undefined && pc < e.end ? e.name : '?'
 }
 
+/**
+ * This process's environment without what would change how V8 compiles the server: a test
+ * runner's preloaded modules (NODE_OPTIONS) and coverage (NODE_V8_COVERAGE allocates every
+ * function's feedback at once, which is the very order this script looks at).
+ */
+function plainEnv () {
+  const env = { ...process.env }
+  for (const key of Object.keys(env)) if (key === 'NODE_OPTIONS' || key === 'NODE_V8_COVERAGE' || /^(TAP|_TAPJS|TS_NODE)/.test(key)) delete env[key]
+  return env
+}
+
 /** Runs `mode` with --log-ic through the warm-up; returns the log's text. */
 async function logIcs (mode, { churnConnections, requests }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-ic-'))
@@ -87,7 +98,7 @@ async function logIcs (mode, { churnConnections, requests }) {
   let server = null
   let client = null
   try {
-    server = await startServer(mode, SERVER_OPTIONS, ['--log-ic', `--logfile=${file}`, '--no-logfile-per-isolate'], { stdout: 'ignore' })
+    server = await startServer(mode, SERVER_OPTIONS, ['--log-ic', `--logfile=${file}`, '--no-logfile-per-isolate'], { stdout: 'ignore', env: plainEnv() })
     await churn(server.port, churnConnections, 20, 60_000)
     client = new RawClient(server.port, { connections: 1 })
     client.tolerant = true

@@ -2,7 +2,8 @@
  * bench/cost.js's warm-up (issue 12): before its one measured connection, connections come and go
  * (raw-client.js churn()), so that V8 has seen connection set-up and tear-down in every server, as
  * a production server's JIT has. Without it, whether Node's listener bookkeeping was compiled for
- * a few shapes or for many depended on the order of one process's start-up (bench/ic-states.js).
+ * a few shapes or for many depended on the order of one process's start-up (bench/ic-states.js);
+ * with it, it is compiled for many in every server.
  */
 import t from 'tap'
 import http from 'node:http'
@@ -64,21 +65,19 @@ t.test('the pinned settings churn before they measure', async (t) => {
   }
 })
 
-t.test('connections that come and go show V8 shapes one kept connection never does', async (t) => {
-  // The sites that read an emitter's `_events` (Node's listener bookkeeping, on every request):
-  // the most maps any of them saw, with and without the churn, on the same bare node:http server.
-  const mostMaps = async (churnConnections: number): Promise<Map<string, number>> => {
-    const sites = ic.icStates(await ic.logIcs('http-bare', { churnConnections, requests: 3000 }))
-    const out = new Map<string, number>()
-    for (const [site, s] of sites) if (s.keys.has('_events')) out.set(site, s.maps.size)
-    return out
-  }
-  const kept = await mostMaps(0)
-  const churned = await mostMaps(30)
-  if (kept.size === 0 && churned.size === 0) {
-    t.pass('the logs hold no load of _events', { skip: `node ${process.version}: --log-ic logged none` })
+t.test('after connections that come and go, Node\'s listener bookkeeping is compiled for many shapes', async (t) => {
+  // The bench counts every server in the state production reaches. Without the churn, whether a
+  // server got there came down to its start-up order (narrow in a plain process on Node 20, wide
+  // under a test runner: not asserted, it is the luck the churn removes).
+  const sites = ic.icStates(await ic.logIcs('http-bare', { churnConnections: 30, requests: 3000 }))
+  // The loads of an emitter's `_events` (the log does not always name their code): the widest is
+  // _addListener's, which every Readable.on and addListener goes through.
+  const loads = [...sites].filter(([site, s]) => site.endsWith(' LoadIC') && s.keys.has('_events'))
+  if (loads.length === 0) {
+    t.pass('the log holds no load of _events', { skip: `node ${process.version}: --log-ic logged none` })
     return
   }
-  const wider = [...churned].filter(([site, n]) => n > (kept.get(site) ?? 0))
-  t.ok(wider.length > 0, `a site saw more maps with the churn: ${wider.map(([s, n]) => `${s} ${kept.get(s) ?? 0} -> ${n}`).join(', ')}`)
+  const [site, widest] = loads.reduce((a, b) => (b[1].maps.size > a[1].maps.size ? b : a))
+  t.equal(widest.state, 'N', `${site}: megamorphic after ${widest.maps.size} shapes`)
+  t.ok(widest.maps.size > 4, 'more shapes than a polymorphic cache holds')
 })
