@@ -11,7 +11,7 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { startServer, sleep, lastAtOrBelow } = require('./lib')
+const { startServer, lastAtOrBelow } = require('./lib')
 const { RawClient, churn } = require('./raw-client')
 const { SERVER_OPTIONS } = require('./cost')
 
@@ -104,7 +104,6 @@ async function logIcs (mode, { churnConnections, requests }) {
     client.tolerant = true
     await client.open()
     await client.run(requests, 1, 120_000)
-    await sleep(300)
     client.close()
     client = null
     await server.stop() // the log is complete once the process has exited
