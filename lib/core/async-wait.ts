@@ -7,7 +7,8 @@
  * minLatency is the fastest W seen recently (Envoy's minRTT, Gradient2's long-term baseline).
  *
  * Per request: one field increment at completion, a sum and a count at admission. The window
- * (ASYNC_WINDOW_MS) rolls at the first admission after it ends. The estimate counts only once
+ * (ASYNC_WINDOW_MS) rolls at the sampler's first tick after it ends (tick()), or, with no tick
+ * source, at the first admission after it ends. The estimate counts only once
  * the baseline is at least ASYNC_MIN_BASELINE_MS: with a fast synchronous handler, L / λ is the
  * time a poll batch's responses take to be written and closed, the loop's own queue (judged by
  * overload.ts with its own target); a hello world with 512 connections would otherwise look like
@@ -55,6 +56,8 @@ export class AsyncWait {
   /** The baseline W (ms); Infinity until the start-up probe or a pooled sample gave one. */
   minLatencyMs = Infinity
   private winStart = -1
+  /** tick() rolls the windows (set at its first call): admissions only sample. */
+  private ticked = false
   /** Admission time of the start-up probe (-1: none), and the completions counted then. */
   private probeAt = -1
   private probeDone = 0
@@ -78,7 +81,19 @@ export class AsyncWait {
    */
   calmUntil (): number {
     if (this.winStart < 0 || this.rate === 0 || this.probeAt >= 0 || this.minLatencyMs === Infinity) return -Infinity
-    return this.winStart + ASYNC_WINDOW_MS
+    return this.ticked ? Infinity : this.winStart + ASYNC_WINDOW_MS
+  }
+
+  /**
+   * The sampler's tick (every TICK_MS): rolls a window that has run its length. Periodic work on
+   * the periodic callback: rolling it at an admission put it on one request per window, and that
+   * request out of the calm window (lib/core/guard.ts judge), so that the full estimate, rarely run
+   * and never optimised, cost ~10,000 instructions each time (bench/cost.js under callgrind, where
+   * a window holds ~50 requests: ~200 per request).
+   */
+  tick (now: number, completed: number): void {
+    this.ticked = true
+    if (this.winStart >= 0 && now - this.winStart >= ASYNC_WINDOW_MS) this.roll(now, completed)
   }
 
   /** Fewer requests in flight than this keep the estimate under targetMs (Infinity: the estimate is off). */
@@ -106,7 +121,7 @@ export class AsyncWait {
     if (this.winStart < 0) {
       this.winStart = now
       this.completedAtWin = completed
-    } else if (now - this.winStart >= ASYNC_WINDOW_MS || (this.rate === 0 && completed - this.completedAtWin >= MIN_COMPLETIONS)) this.roll(now, completed)
+    } else if ((!this.ticked && now - this.winStart >= ASYNC_WINDOW_MS) || (this.rate === 0 && completed - this.completedAtWin >= MIN_COMPLETIONS)) this.roll(now, completed)
     if (this.minLatencyMs === Infinity || this.probeAt >= 0) this.probe(now, inFlight, completed)
     return (this.waitMs = this.peek(inFlight))
   }

@@ -181,20 +181,23 @@ export class QueueController {
 
   /**
    * Recomputes the calm window from the state a full verdict leaves (the guard calls it after
-   * each one, and on each tick). `stallUntil`: until when the sampler sees no stall in progress
-   * and no backlog (lib/core/sampler.ts stallCalmUntil).
+   * each one, and on each tick). A stall needs no bound of its own: while one is in progress,
+   * the loop's part of the estimate is its overrun, which the window's time bound covers, and
+   * its backlog is the guard's stall rule (guard.ts judge).
    */
-  refreshCalm (stallUntil: number): void {
-    this.calmUntil = this.calmWindow(stallUntil)
+  refreshCalm (): void {
+    this.calmUntil = this.calmWindow()
     this.calmInFlight = this.inProcess.calmInFlight()
   }
 
   /**
-   * The tick: the calm window moves with the loop's clock; while it holds, the reported estimates
-   * are those of a request admitted now (requests in the window are not estimated one by one).
+   * The tick: the in-process window rolls when due, and the calm window moves with the loop's
+   * clock; while it holds, the reported estimates are those of a request admitted now (requests
+   * in the window are not estimated one by one).
    */
-  tick (stallUntil: number, inFlight: number): void {
-    this.refreshCalm(stallUntil)
+  tick (inFlight: number): void {
+    if (this.loop !== null) this.inProcess.tick(this.loop.lastTickAt, this.completed)
+    this.refreshCalm()
     if (this.calmUntil === -Infinity || !(inFlight < this.calmInFlight)) return
     this.loopDelayMs = backToBackMs(this.loop as LoopClock)
     this.acceptDelayMs = 0
@@ -205,17 +208,17 @@ export class QueueController {
   /**
    * Until when estimate() stays under every target and shouldShed() would change nothing: not
    * shedding and no interval running, no accept queue at the last read and no read due, the loop
-   * late by less than the target (the overrun grows with `now`: the bound is a time), no window
-   * to roll and no start-up probe in the in-process estimate.
+   * late by less than the target (the overrun grows with `now`: the bound is a time), and no
+   * start-up probe in the in-process estimate.
    */
-  private calmWindow (stallUntil: number): number {
+  private calmWindow (): number {
     const loop = this.loop
     if (this.shedding || this.firstAboveAt >= 0 || loop === null) return -Infinity
     const reader = this.acceptQueue !== null
     if (reader && this.depth !== null && this.depth > 0) return -Infinity
     const room = this.targetMs - backToBackMs(loop)
     if (!(room > 0)) return -Infinity
-    let until = Math.min(stallUntil, loop.lastTickAt + TICK_MS + room, this.inProcess.calmUntil())
+    let until = Math.min(loop.lastTickAt + TICK_MS + room, this.inProcess.calmUntil())
     if (reader && this.accepts - this.acceptsAtRead >= ACCEPT_READ_MIN && this.readAt + ACCEPT_READ_MS < until) until = this.readAt + ACCEPT_READ_MS
     return until
   }

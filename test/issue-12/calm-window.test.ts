@@ -11,7 +11,7 @@ import http from 'node:http'
 import Fastify from 'fastify'
 import { QueueController, type LoopClock } from '../../lib/core/overload'
 import type { AcceptQueueReader } from '../../lib/core/accept-queue'
-import { AsyncWait } from '../../lib/core/async-wait'
+import { AsyncWait, ASYNC_WINDOW_MS } from '../../lib/core/async-wait'
 import { TICK_MS, STALL_THRESHOLD_MS } from '../../lib/core/sampler'
 import { bindingOf } from '../../lib/core/bind'
 import { configureServerTimeouts } from '../../lib/http'
@@ -56,8 +56,6 @@ function run (s: Scenario, gate: boolean): { verdicts: boolean[], q: QueueContro
   const free = new Array<number>(s.slots).fill(0)
   const ends: number[] = []
   let done = 0
-  let backlogUntil = -Infinity
-  const stallUntil = (): number => backlogUntil < clock.lastTickAt ? clock.lastTickAt + TICK_MS + STALL_THRESHOLD_MS : -Infinity
   const verdicts: boolean[] = []
   let calm = 0
   let nextTick = TICK_MS
@@ -78,7 +76,7 @@ function run (s: Scenario, gate: boolean): { verdicts: boolean[], q: QueueContro
         shed = false
       } else {
         shed = q.shouldShed(now, inFlight)
-        if (gate) q.refreshCalm(stallUntil())
+        if (gate) q.refreshCalm()
       }
       verdicts.push(shed)
       if (shed) continue
@@ -92,12 +90,12 @@ function run (s: Scenario, gate: boolean): { verdicts: boolean[], q: QueueContro
       const gap = now - clock.lastTickAt
       if (gap > TICK_MS + STALL_THRESHOLD_MS) {
         clock.stalls.push({ startedAt: clock.lastTickAt, endedAt: now })
-        backlogUntil = now + 1000
       }
       clock.lastTickAt = now
       clock.lastTickGapMs = gap
       nextTick = now + TICK_MS
-      if (gate) q.tick(stallUntil(), ends.length - done)
+      // Both twins tick: the in-process window rolls there (AsyncWait.tick), as in the guard.
+      q.tick(ends.length - done)
     }
   }
   return { verdicts, q, calm }
@@ -195,3 +193,115 @@ t.test('Fastify door: calm keep-alive traffic is admitted without the estimate',
   t.ok(n < 2000 / 4, `${n} full estimates for 2,000 requests`)
   t.equal(app.hangupGuard.stats().requests, 2000)
 })
+
+/**
+ * Counts the full estimates while one keep-alive client sends requests back to back for `ms`
+ * (after `warm` requests: the start-up windows and probe are judged in full), and the requests.
+ */
+async function fullEstimatesFor (port: number, q: QueueController, warm: number, ms: number): Promise<{ n: number, requests: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const one = (): Promise<void> => new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, agent }, (res) => { res.resume(); res.on('end', resolve) }).on('error', reject)
+  })
+  let n = 0
+  const estimate = q.estimate
+  try {
+    for (let i = 0; i < warm; i++) await one()
+    q.estimate = function (this: QueueController, now: number, inFlight?: number): number {
+      n++
+      return estimate.call(this, now, inFlight)
+    }
+    let requests = 0
+    const end = Date.now() + ms
+    while (Date.now() < end && requests < 200_000) {
+      await one()
+      requests++
+    }
+    return { n, requests }
+  } finally {
+    agent.destroy()
+    q.estimate = estimate
+  }
+}
+
+// The in-process window rolls on the sampler's tick: no request of calm traffic leaves the calm
+// window because a window ended (before, one request per 100 ms window was judged in full).
+for (const door of ['node:http', 'Fastify'] as const) {
+  t.test(`${door} door: calm traffic over ten windows is never judged in full because a window ended`, async (t) => {
+    let port: number
+    let q: QueueController
+    if (door === 'node:http') {
+      const server = http.createServer((req, res) => res.end('ok'))
+      const guard = configureServerTimeouts(server, { watchdog: false })
+      port = await listen(server)
+      t.teardown(async () => { guard.close(); await closeServer(server) })
+      q = bindingOf(server)!.guard.queue!
+    } else {
+      const app = Fastify()
+      await app.register(hangupGuard, { watchdog: false, underPressure: false })
+      app.get('/', async () => 'ok')
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      t.teardown(() => app.close())
+      port = (app.server.address() as { port: number }).port
+      q = bindingOf(app.server)!.guard.queue!
+    }
+    const { n, requests } = await fullEstimatesFor(port, q, 300, 10 * ASYNC_WINDOW_MS)
+    t.ok(requests > 20, `${requests} requests in ${10 * ASYNC_WINDOW_MS} ms`)
+    // A stall of the loaded test machine may end the calm window once or twice; a window
+    // rolled by a request would end it ten times.
+    t.ok(n <= 3, `${n} full estimates in ten windows`)
+    t.ok(q.inProcess.rate > 0, 'the windows rolled (a rate is known)')
+  })
+}
+
+// After a stall shorter than the budgets, its backlog is served in the calm window: the guard
+// checks the stall rule alone (before, every request in the backlog window was judged in full),
+// and still refuses a request whose budget the stall spent.
+for (const door of ['node:http', 'Fastify'] as const) {
+  t.test(`${door} door: a stall's backlog is judged by the stall rule alone, and still refused where the stall spent the budget`, async (t) => {
+    const options = { watchdog: false, deadlineHeader: 'x-deadline' } as const
+    let port: number
+    let q: QueueController
+    if (door === 'node:http') {
+      const server = http.createServer((req, res) => res.end('ok'))
+      const guard = configureServerTimeouts(server, options)
+      port = await listen(server)
+      t.teardown(async () => { guard.close(); await closeServer(server) })
+      q = bindingOf(server)!.guard.queue!
+    } else {
+      const app = Fastify()
+      await app.register(hangupGuard, { ...options, underPressure: false })
+      app.get('/', async () => 'ok')
+      await app.listen({ port: 0, host: '127.0.0.1' })
+      t.teardown(() => app.close())
+      port = (app.server.address() as { port: number }).port
+      q = bindingOf(app.server)!.guard.queue!
+    }
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    t.teardown(() => agent.destroy())
+    const one = (headers: Record<string, string> = {}): Promise<number> => new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, agent, headers }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) }).on('error', reject)
+    })
+    for (let i = 0; i < 300; i++) await one()
+    let n = 0
+    const estimate = q.estimate
+    q.estimate = function (this: QueueController, now: number, inFlight?: number): number {
+      n++
+      return estimate.call(this, now, inFlight)
+    }
+    t.teardown(() => { q.estimate = estimate })
+    // A 300 ms stall: the sampler's late tick opens a backlog window of at least 100 ms.
+    const blockedUntil = performance.now() + 300
+    while (performance.now() < blockedUntil);
+    await new Promise((resolve) => setImmediate(resolve)) // the late tick runs
+    const windowEnd = performance.now() + 80
+    const statuses: number[] = []
+    while (performance.now() < windowEnd && statuses.length < 10_000) statuses.push(await one())
+    // A budget of 150 ms (250 ms less the 100 ms margin), spent by the 300 ms stall.
+    const short = await one({ 'x-deadline': '250' })
+    t.ok(statuses.length > 5, `${statuses.length} requests in the backlog window`)
+    t.ok(statuses.every((s) => s === 200), 'the backlog of a stall shorter than the budgets is served')
+    t.ok(n <= 3, `${n} full estimates for them`)
+    t.equal(short, 503, 'a request whose budget the stall spent is refused')
+  })
+}
