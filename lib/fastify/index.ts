@@ -162,7 +162,7 @@ function routeConfig (door: Door, request: FastifyRequest): RouteConfigSlots {
  */
 function onRequestHook (door: Door) {
   return function onRequest (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    if (door.bound) admitRequest(door, request, reply, done)
+    if (door.bound === true) admitRequest(door, request, reply, done)
     else done()
   }
 }

@@ -84,7 +84,7 @@ function guardedEmit (this: FrontServer, event: string | symbol, req?: unknown, 
     // Fixed arity on the hot path: no `arguments` object per request.
     const guard = this[kFrontGuard]
     if (!admit(guard, req as IncomingMessage, res as ServerResponse)) return true
-    if (guard.options.catchRejections) return emitWatched(this, guard, event, req as IncomingMessage, res as ServerResponse)
+    if (guard.options.catchRejections === true) return emitWatched(this, guard, event, req as IncomingMessage, res as ServerResponse)
     return (this[kEmit] as (event: string, req: unknown, res: unknown) => boolean).call(this, event, req, res)
   }
   return this[kEmit].apply(this, arguments as unknown as Parameters<Server['emit']>)

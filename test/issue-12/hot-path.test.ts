@@ -5,6 +5,9 @@
  */
 import t from 'tap'
 import http, { type IncomingMessage } from 'node:http'
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import Fastify from 'fastify'
 import { configureServerTimeouts, type HangupGuardOptions } from '../../lib/http'
 import hangupGuard from '../../lib/fastify'
@@ -81,3 +84,37 @@ t.test('the deadline header is read from the raw headers: any case; sent twice, 
   conn.destroy()
   t.equal(guard.stats().answered.deadline, 1)
 })
+
+// A request for '/' once made the probe check read past the end of its URL (charCodeAt(1)):
+// V8 deoptimised the front and recompiled it with a builtin call for that read, ~35
+// instructions on every request. Both doors' servers run with --trace-deopt here (the bench
+// modes, the package as built): no function of the request path may be deoptimised for a bound.
+const benchLib = require('../../bench/lib.js') as {
+  startServer: (mode: string, options: unknown, execArgv: string[], launch: { stdout: number }) => Promise<{ port: number, stop: () => Promise<void> }>
+}
+const rawClient = require('../../bench/raw-client.js') as {
+  RawClient: new (port: number, o: { connections: number, path?: string }) => { open: () => Promise<void>, run: (n: number, p: number, ms: number) => Promise<void>, close: () => void, tolerant: boolean }
+}
+for (const mode of ['http-guarded', 'fastify-guard']) {
+  t.test(`${mode === 'http-guarded' ? 'node:http' : 'Fastify'} door: requests for '/' and longer paths deoptimise nothing for a bound`, async (t) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-deopt-'))
+    t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
+    const out = path.join(dir, 'trace')
+    const fd = fs.openSync(out, 'w')
+    const server = await benchLib.startServer(mode, {}, ['--trace-deopt'], { stdout: fd })
+    try {
+      for (const p of ['/', '/a', '/', '/health']) {
+        const client = new rawClient.RawClient(server.port, { connections: 1, path: p })
+        client.tolerant = true // Fastify answers 404 for the other paths
+        await client.open()
+        await client.run(3000, 1, 60_000)
+        client.close()
+      }
+    } finally {
+      await server.stop()
+      fs.closeSync(fd)
+    }
+    const bounds = fs.readFileSync(out, 'utf8').split('\n').filter((l) => /bailout \(kind: deopt-\w+, reason: out of bounds\)/.test(l))
+    t.same(bounds.map((l) => /<JSFunction (\S+)/.exec(l)?.[1] ?? l), [], 'no deoptimisation for an out-of-bounds read')
+  })
+}
