@@ -211,7 +211,7 @@ export class Guard implements PendingOwner {
    */
   private young: Pending | null = null
   /**
-   * Every request in flight is young (the first young one is inHead; `young` stays null). Set
+   * Every request in flight is young (the first young one is the list's head; `young` stays null). Set
    * when a young request is admitted into an empty list, the common case between two ticks: a
    * boolean, where storing the request in `young` cost a write barrier (~50 instructions) each time.
    */
