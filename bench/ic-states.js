@@ -11,7 +11,7 @@
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { startServer, lastAtOrBelow } = require('./lib')
+const { startServer, lastAtOrBelow, plainEnv } = require('./lib')
 const { RawClient, churn } = require('./raw-client')
 const { SERVER_OPTIONS } = require('./cost')
 
@@ -78,17 +78,6 @@ function scriptOf (name) {
 function nearestBelow (list, pc) {
   const e = list[lastAtOrBelow(list, pc)]
   return e !== undefined && pc < e.end ? e.name : '?'
-}
-
-/**
- * This process's environment without what would change how V8 compiles the server: a test
- * runner's preloaded modules (NODE_OPTIONS) and coverage (NODE_V8_COVERAGE allocates every
- * function's feedback at once, which is the very order this script looks at).
- */
-function plainEnv () {
-  const env = { ...process.env }
-  for (const key of Object.keys(env)) if (key === 'NODE_OPTIONS' || key === 'NODE_V8_COVERAGE' || /^(TAP|_TAPJS|TS_NODE)/.test(key)) delete env[key]
-  return env
 }
 
 /** Runs `mode` with --log-ic through the warm-up; returns the log's text. */

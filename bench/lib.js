@@ -57,6 +57,18 @@ function startServer (mode, options = {}, execArgv = [], launch = {}) {
   })
 }
 
+/**
+ * This process's environment without what would change how V8 compiles or runs a server: a test
+ * runner's preloaded modules and flags (NODE_OPTIONS: tap's --enable-source-maps runs Node's
+ * source-map parser in the server) and coverage (NODE_V8_COVERAGE allocates every function's
+ * feedback at once).
+ */
+function plainEnv () {
+  const env = { ...process.env }
+  for (const key of Object.keys(env)) if (key === 'NODE_OPTIONS' || key === 'NODE_V8_COVERAGE' || /^(TAP|_TAPJS|TS_NODE)/.test(key)) delete env[key]
+  return env
+}
+
 /** Ends one child we started, by its handle (SIGTERM, then SIGKILL after 2 s). */
 function stopChild (child) {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
@@ -141,4 +153,4 @@ function lastAtOrBelow (sorted, value) {
   return hi
 }
 
-module.exports = { startServer, stopChild, stopAllChildren, parseArgs, percentile, median, sleep, fmt, table, runBounded, lastAtOrBelow }
+module.exports = { plainEnv, startServer, stopChild, stopAllChildren, parseArgs, percentile, median, sleep, fmt, table, runBounded, lastAtOrBelow }

@@ -90,18 +90,24 @@ t.test('the deadline header is read from the raw headers: any case; sent twice, 
 // instructions on every request. Both doors' servers run with --trace-deopt here (the bench
 // modes, the package as built): no function of the request path may be deoptimised for a bound.
 const benchLib = require('../../bench/lib.js') as {
-  startServer: (mode: string, options: unknown, execArgv: string[], launch: { stdout: number }) => Promise<{ port: number, stop: () => Promise<void> }>
+  startServer: (mode: string, options: unknown, execArgv: string[], launch: { stdout: number, env: NodeJS.ProcessEnv }) => Promise<{ port: number, stop: () => Promise<void> }>
+  plainEnv: () => NodeJS.ProcessEnv
 }
 const rawClient = require('../../bench/raw-client.js') as {
   RawClient: new (port: number, o: { connections: number, path?: string }) => { open: () => Promise<void>, run: (n: number, p: number, ms: number) => Promise<void>, close: () => void, tolerant: boolean }
 }
+/** The functions of both doors' request path (names as V8 reports them). */
+const REQUEST_PATH = new Set(['guardedEmit', 'admit', 'answerProbe', 'healthKind', 'isPath', 'hangupGuardProbes', 'probeFront',
+  'onRequest', 'admitRequest', 'routeConfig', 'budgetFor', 'verdict', 'judge', 'track', 'settle', 'settleFront', 'clientLeft'])
 for (const mode of ['http-guarded', 'fastify-guard']) {
   t.test(`${mode === 'http-guarded' ? 'node:http' : 'Fastify'} door: requests for '/' and longer paths deoptimise nothing for a bound`, async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-deopt-'))
     t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }))
     const out = path.join(dir, 'trace')
     const fd = fs.openSync(out, 'w')
-    const server = await benchLib.startServer(mode, {}, ['--trace-deopt'], { stdout: fd })
+    // Without the test runner's NODE_OPTIONS: its --enable-source-maps runs Node's own source-map
+    // parser in the server, whose deopts (Node 24 and 26) are not the request path's.
+    const server = await benchLib.startServer(mode, {}, ['--trace-deopt'], { stdout: fd, env: benchLib.plainEnv() })
     try {
       for (const p of ['/', '/a', '/', '/health']) {
         const client = new rawClient.RawClient(server.port, { connections: 1, path: p })
@@ -115,6 +121,8 @@ for (const mode of ['http-guarded', 'fastify-guard']) {
       fs.closeSync(fd)
     }
     const bounds = fs.readFileSync(out, 'utf8').split('\n').filter((l) => /bailout \(kind: deopt-\w+, reason: out of bounds\)/.test(l))
-    t.same(bounds.map((l) => /<JSFunction (\S+)/.exec(l)?.[1] ?? l), [], 'no deoptimisation for an out-of-bounds read')
+      .map((l) => /<JSFunction (\S+)/.exec(l)?.[1] ?? l)
+    // The guard's own request path only: Node 24 and 26 also deoptimise their source-map parser.
+    t.same(bounds.filter((name) => REQUEST_PATH.has(name)), [], 'no deoptimisation for an out-of-bounds read')
   })
 }
