@@ -47,8 +47,11 @@ t.test('on the real kernel: connections queued while the loop is blocked are cou
   let depth = reader.depth() ?? 0
   while (depth < 12 && performance.now() < until) depth = reader.depth() ?? 0
   t.equal(depth, 12, 'twelve waiting in the accept queue')
-  server.on('connection', () => { connected++ })
-  await new Promise((resolve) => setTimeout(resolve, 100))
+  // libuv accepts in batches, one batch per loop iteration: wait for the twelfth (bounded), not a fixed pause.
+  await new Promise<void>((resolve) => {
+    const bound = setTimeout(resolve, 5000)
+    server.on('connection', () => { if (++connected === 12) { clearTimeout(bound); resolve() } })
+  })
   t.equal(connected, 12)
   t.equal(reader.depth(), 0, 'accepted: queue empty')
 })
