@@ -165,7 +165,7 @@ async function measured (server, dir, work, keepAs = null) {
  * `repeats` times. Returns { idleRate, byPipelining: { p: [{ raw, corrected, main, rps }] } }.
  */
 async function measureServer (mode, s, log = console.log, serverOptions = SERVER_OPTIONS, extra = {}) {
-  // extra.nodeFlags: more node flags; extra.keep: a folder where the event-loop thread's dump of
+  // extra.nodeFlags: more node flags; extra.valgrindFlags: more callgrind flags; extra.keep: a folder where the event-loop thread's dump of
   // each measured run is kept as p<pipelining>-n<requests>-r<repeat> (bench/cost-profile.js).
   const keepAs = (p, n, rep) => extra.keep === undefined ? null : path.join(extra.keep, `p${p}-n${n}-r${rep}`)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-cost-'))
@@ -175,7 +175,7 @@ async function measureServer (mode, s, log = console.log, serverOptions = SERVER
   // outside, however long a run takes on a busy machine.
   const execArgv = ['-q', '--tool=callgrind', `--callgrind-out-file=${path.join(dir, 'cg.%p')}`, '--separate-threads=yes',
     '--collect-atstart=no', `--toggle-collect=${TOGGLE_FUNCTION}`,
-    '--dump-line=no', '--compress-strings=no', '--compress-pos=no', process.execPath, ...(extra.nodeFlags ?? [])]
+    '--dump-line=no', '--compress-strings=no', '--compress-pos=no', ...(extra.valgrindFlags ?? []), process.execPath, ...(extra.nodeFlags ?? [])]
   let server = null
   let client = null
   try {

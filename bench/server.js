@@ -98,7 +98,7 @@ const modes = {
     return server
   },
   // (d) Fastify
-  'fastify-plain': () => fastifyApp(null),
+  'fastify-plain': () => fastifyApp(null, sameServerOptions()),
   'fastify-guard': async () => {
     const file = path.join(DIST, 'fastify', 'index.js')
     if (!fs.existsSync(file)) return { skip: 'dist/fastify/index.js does not exist (lib/fastify/index.ts not built yet)' }
@@ -117,10 +117,10 @@ const modes = {
   'fastify-under-pressure': () => fastifyApp((app) => app.register(require('@fastify/under-pressure'), options.underPressure ?? {
     maxEventLoopDelay: 1000,
     maxEventLoopUtilization: 0.98
-  })),
+  }), sameServerOptions()),
   // The floor (bench/cost-floor.js): what any Fastify plugin pays per request, without the guard.
   // One onRequest hook that does nothing: the price of Fastify's hook runner.
-  'fastify-empty-hook': () => fastifyApp((app) => app.addHook('onRequest', (request, reply, done) => done())),
+  'fastify-empty-hook': () => fastifyApp((app) => app.addHook('onRequest', (request, reply, done) => done()), sameServerOptions()),
   // The least a plugin can do and still give every request a deadline and count it in flight:
   // read the clock, allocate one record, link it into an in-flight list, and unlink it at a later
   // admission once its response has closed (as the guard does between its ticks). No verdict, no
@@ -140,7 +140,21 @@ const modes = {
       tail = entry
       done()
     })
-  })
+  }, sameServerOptions())
+}
+
+/**
+ * The server timeouts of the plugin's documented set-up (fastifyServerOptions({}): keepAliveTimeout
+ * 5 s, Node's default, where Fastify's own is 72 s), for every Fastify server of the bench: the
+ * servers compared differ by their hooks only. The timeouts change what Node writes on every
+ * response: 'Keep-Alive: timeout=5' cost ~80 instructions more than 'timeout=72' (bench/cost-profile.js
+ * fastify-plain against the same server with keepAliveTimeout 5000: V8's String::WriteUtf8 writing
+ * the head). {} when the build has no plugin (another build: HG_BENCH_DIST).
+ */
+function sameServerOptions () {
+  const file = path.join(DIST, 'fastify', 'index.js')
+  const fn = fs.existsSync(file) ? require(file).fastifyServerOptions : undefined
+  return typeof fn === 'function' ? fn({}) : {}
 }
 
 async function fastifyApp (register, serverOptions = {}) {

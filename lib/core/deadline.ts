@@ -26,7 +26,7 @@ export interface DeadlineOwner {
 /** Link fields a scheduled request carries (the guard's Pending). */
 export interface DeadlineEntry {
   /** performance.now() at which the budget is spent. */
-  at: number
+  readonly at: number
   /** Key of the list it sits in (its budget in ms at the time it was scheduled). */
   budget: number
   prev: DeadlineEntry | null
