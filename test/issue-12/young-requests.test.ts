@@ -106,6 +106,23 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
   })
 }
 
+/** A server behind `name`'s door with `handler`, and the door's Guard (for its internals). */
+async function guardedDoor (t: Teardown, name: 'node:http door' | 'Fastify door', handler: Handler): Promise<{ port: number, guard: Guard }> {
+  if (name === 'node:http door') {
+    const server = http.createServer(handler)
+    const hg = configureServerTimeouts(server, QUIET)
+    const port = await listen(server)
+    t.teardown(async () => { hg.close(); await closeServer(server) })
+    return { port, guard: bindingOf(server)!.guard }
+  }
+  const app = Fastify()
+  await app.register(hangupGuard, QUIET)
+  app.get('/*', (request, reply) => { reply.hijack(); handler(request.raw, reply.raw) })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(() => app.close())
+  return { port: (app.server.address() as net.AddressInfo).port, guard: bindingOf(app.server)!.guard }
+}
+
 // One request at a time (a keep-alive client, a proxy's connection): each is admitted into an empty
 // in-flight list, and is young as its head. The guard keeps one pointer to it (the list's tail):
 // storing a new request in a long-lived object costs V8 a write barrier (~50 instructions) each time.
@@ -118,22 +135,8 @@ for (const name of ['node:http door', 'Fastify door'] as const) {
       seen.push({ young: g.young, second: g.inHead, head: g.head() === (req as unknown as Record<symbol, unknown>)[kPending] })
       res.end('ok')
     }
-    let port: number
-    if (name === 'node:http door') {
-      const server = http.createServer(handler)
-      const hg = configureServerTimeouts(server, QUIET)
-      port = await listen(server)
-      t.teardown(async () => { hg.close(); await closeServer(server) })
-      guard = bindingOf(server)!.guard
-    } else {
-      const app = Fastify()
-      await app.register(hangupGuard, QUIET)
-      app.get('/*', (request, reply) => { reply.hijack(); handler(request.raw, reply.raw) })
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      t.teardown(() => app.close())
-      port = (app.server.address() as net.AddressInfo).port
-      guard = bindingOf(app.server)!.guard
-    }
+    const { port, guard: bound } = await guardedDoor(t, name, handler)
+    guard = bound
     for (let i = 0; i < 5; i++) t.equal((await get(port, `/${i}`)).status, 200)
     t.equal(seen.length, 5)
     t.ok(seen.every((s) => s.head), 'each request is the head of the in-flight list')
@@ -148,24 +151,7 @@ for (const name of ['node:http door', 'Fastify door'] as const) {
 // cost ~100 instructions per request). A tick between two requests settles it instead: counted apart.
 for (const name of ['node:http door', 'Fastify door'] as const) {
   t.test(`${name}: one request at a time, the finished one is settled at the next admission without settle()`, async (t) => {
-    let guard: Guard | null = null
-    const handler: Handler = (req, res) => { res.end('ok') }
-    let port: number
-    if (name === 'node:http door') {
-      const server = http.createServer(handler)
-      const hg = configureServerTimeouts(server, QUIET)
-      port = await listen(server)
-      t.teardown(async () => { hg.close(); await closeServer(server) })
-      guard = bindingOf(server)!.guard
-    } else {
-      const app = Fastify()
-      await app.register(hangupGuard, QUIET)
-      app.get('/*', (request, reply) => { reply.hijack(); handler(request.raw, reply.raw) })
-      await app.listen({ port: 0, host: '127.0.0.1' })
-      t.teardown(() => app.close())
-      port = (app.server.address() as net.AddressInfo).port
-      guard = bindingOf(app.server)!.guard
-    }
+    const { port, guard } = await guardedDoor(t, name, (req, res) => { res.end('ok') })
     const g = guard as unknown as Record<'admit' | 'settle' | 'settleOnly', (...args: unknown[]) => unknown>
     let admitting = false
     const calls = { settleInAdmission: 0, settleOnly: 0 }
