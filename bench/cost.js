@@ -165,8 +165,9 @@ async function measured (server, dir, work, keepAs = null) {
  * `repeats` times. Returns { idleRate, byPipelining: { p: [{ raw, corrected, main, rps }] } }.
  */
 async function measureServer (mode, s, log = console.log, serverOptions = SERVER_OPTIONS, extra = {}) {
-  // extra.nodeFlags: more node flags; extra.valgrindFlags: more callgrind flags; extra.keep: a folder where the event-loop thread's dump of
-  // each measured run is kept as p<pipelining>-n<requests>-r<repeat> (bench/cost-profile.js).
+  // extra.nodeFlags: more node flags; extra.valgrindFlags: more callgrind flags (--dump-instr=yes);
+  // extra.keep: a folder where the event-loop thread's dump of each measured run is kept as
+  // p<pipelining>-n<requests>-r<repeat> (bench/cost-profile.js).
   const keepAs = (p, n, rep) => extra.keep === undefined ? null : path.join(extra.keep, `p${p}-n${n}-r${rep}`)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-cost-'))
   // Only what runs inside libuv's stream callbacks is counted (reads, parsing, handlers, writes,

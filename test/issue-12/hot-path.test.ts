@@ -98,7 +98,7 @@ const rawClient = require('../../bench/raw-client.js') as {
 }
 /** The functions of both doors' request path (names as V8 reports them). */
 const REQUEST_PATH = new Set(['guardedEmit', 'admit', 'answerProbe', 'healthKind', 'isPath', 'hangupGuardProbes', 'probeFront',
-  'onRequest', 'admitRequest', 'routeConfig', 'budgetFor', 'verdict', 'judge', 'track', 'settle', 'settleFront', 'clientLeft'])
+  'onRequest', 'admitRequest', 'routeConfig', 'budgetFor', 'verdict', 'judge', 'track', 'settle', 'settleFront', 'settleOnly', 'clientLeft'])
 for (const mode of ['http-guarded', 'fastify-guard']) {
   t.test(`${mode === 'http-guarded' ? 'node:http' : 'Fastify'} door: requests for '/' and longer paths deoptimise nothing for a bound`, async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hg-deopt-'))

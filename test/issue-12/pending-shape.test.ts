@@ -5,43 +5,16 @@
  * clear() as before, through both doors.
  */
 import t from 'tap'
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
-import type net from 'node:net'
-import Fastify from 'fastify'
-import { configureServerTimeouts } from '../../lib/http'
-import hangupGuard from '../../lib/fastify'
 import { type Deadline, deadlineOf } from '../../lib/core/pending'
-import { listen, closeServer, get, QUIET } from '../helpers/net'
-
-interface Teardown { teardown: (fn: () => unknown) => void }
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
-
-async function httpDoor (t: Teardown, handler: Handler): Promise<number> {
-  const server = http.createServer(handler)
-  const guard = configureServerTimeouts(server, { ...QUIET, handlerTimeout: '5s' })
-  const port = await listen(server)
-  t.teardown(async () => { guard.close(); await closeServer(server) })
-  return port
-}
-
-async function fastifyDoor (t: Teardown, handler: Handler): Promise<number> {
-  const app = Fastify()
-  await app.register(hangupGuard, { ...QUIET, handlerTimeout: '5s' })
-  app.get('/', (request, reply) => {
-    reply.hijack()
-    handler(request.raw, reply.raw)
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  return (app.server.address() as net.AddressInfo).port
-}
+import { get, QUIET } from '../helpers/net'
+import { DOOR_NAMES, guardedDoor } from '../helpers/doors'
 
 interface Seen { numbers: string[], deadline: number, extended: number, remaining: number, cleared: number, clearedRemaining: number, start: number }
 
-for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fastifyDoor]] as const) {
+for (const name of DOOR_NAMES) {
   t.test(`${name}: the record stores its start and budget, and the deadline follows them`, async (t) => {
     let seen: Seen | null = null
-    const port = await door(t, (req, res) => {
+    const { port } = await guardedDoor(t, name, (req, res) => {
       const d = deadlineOf(req) as Deadline & Record<string, unknown>
       const numbers = Object.keys(d).filter((k) => typeof d[k] === 'number').sort()
       const start = d.start as number
@@ -52,7 +25,7 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
       d.clear()
       seen = { numbers, deadline, extended, remaining, cleared: d.deadline, clearedRemaining: d.remaining(), start }
       res.end('ok')
-    })
+    }, { ...QUIET, handlerTimeout: '5s' })
     t.equal((await get(port, '/')).status, 200)
     if (seen === null) throw new Error('the handler did not run')
     const s: Seen = seen

@@ -7,46 +7,17 @@
  * request queued on a connection that closes before the tick is settled.
  */
 import t from 'tap'
-import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import Fastify from 'fastify'
-import { configureServerTimeouts } from '../../lib/http'
-import hangupGuard from '../../lib/fastify'
 import { deadlineOf } from '../../lib/core/pending'
-import { bindingOf } from '../../lib/core/bind'
 import type { Guard } from '../../lib/core/guard'
 import { kPending } from '../../lib/core/symbols'
-import type { StatsSnapshot } from '../../lib/core/stats'
-import { listen, closeServer, get, until, QUIET } from '../helpers/net'
+import { get, until } from '../helpers/net'
+import { DOOR_NAMES, type Handler, guardedDoor } from '../helpers/doors'
 
-interface Teardown { teardown: (fn: () => unknown) => void }
-type Handler = (req: IncomingMessage, res: ServerResponse) => void
-interface Door { port: number, stats: () => StatsSnapshot }
-
-async function httpDoor (t: Teardown, handler: Handler): Promise<Door> {
-  const server = http.createServer(handler)
-  const guard = configureServerTimeouts(server, QUIET)
-  const port = await listen(server)
-  t.teardown(async () => { guard.close(); await closeServer(server) })
-  return { port, stats: () => guard.stats() }
-}
-
-async function fastifyDoor (t: Teardown, handler: Handler): Promise<Door> {
-  const app = Fastify()
-  await app.register(hangupGuard, QUIET)
-  app.get('/*', (request, reply) => {
-    reply.hijack()
-    handler(request.raw, reply.raw)
-  })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  return { port: (app.server.address() as net.AddressInfo).port, stats: () => app.hangupGuard.stats() }
-}
-
-for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fastifyDoor]] as const) {
+for (const name of DOOR_NAMES) {
   t.test(`${name}: no 'close' listener during the handler; a finished request is out of inFlight at once`, async (t) => {
     const listeners: number[] = []
-    const d = await door(t, (req, res) => {
+    const d = await guardedDoor(t, name, (req, res) => {
       listeners.push(res.listenerCount('close'))
       res.end('ok')
     })
@@ -62,7 +33,7 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
 
   t.test(`${name}: a client that leaves a young request is counted, and the handler's signal aborts`, async (t) => {
     let signal: AbortSignal | null = null
-    const d = await door(t, (req) => { signal = deadlineOf(req)!.signal })
+    const d = await guardedDoor(t, name, (req) => { signal = deadlineOf(req)!.signal })
     const socket = net.connect(d.port, '127.0.0.1')
     socket.on('error', () => {})
     socket.write('GET /leave HTTP/1.1\r\nHost: x\r\n\r\n')
@@ -76,7 +47,7 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
 
   t.test(`${name}: a pipelined request queued on a connection that closes at once is settled`, async (t) => {
     let first = false
-    const d = await door(t, (req, res) => {
+    const d = await guardedDoor(t, name, (req, res) => {
       if (req.url === '/first') first = true // never answers: the second stays queued behind it
       else res.end('second')
     })
@@ -90,10 +61,10 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
   })
 }
 
-for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fastifyDoor]] as const) {
+for (const name of DOOR_NAMES) {
   t.test(`${name}: a request whose connection is already gone when it is admitted runs no handler and is counted`, async (t) => {
     const ran: string[] = []
-    const d = await door(t, (req) => {
+    const d = await guardedDoor(t, name, (req) => {
       ran.push(req.url as string)
       req.socket.destroy() // the next pipelined request, parsed from the same read, finds its socket destroyed
     })
@@ -106,27 +77,10 @@ for (const [name, door] of [['node:http door', httpDoor], ['Fastify door', fasti
   })
 }
 
-/** A server behind `name`'s door with `handler`, and the door's Guard (for its internals). */
-async function guardedDoor (t: Teardown, name: 'node:http door' | 'Fastify door', handler: Handler): Promise<{ port: number, guard: Guard }> {
-  if (name === 'node:http door') {
-    const server = http.createServer(handler)
-    const hg = configureServerTimeouts(server, QUIET)
-    const port = await listen(server)
-    t.teardown(async () => { hg.close(); await closeServer(server) })
-    return { port, guard: bindingOf(server)!.guard }
-  }
-  const app = Fastify()
-  await app.register(hangupGuard, QUIET)
-  app.get('/*', (request, reply) => { reply.hijack(); handler(request.raw, reply.raw) })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(() => app.close())
-  return { port: (app.server.address() as net.AddressInfo).port, guard: bindingOf(app.server)!.guard }
-}
-
 // One request at a time (a keep-alive client, a proxy's connection): each is admitted into an empty
 // in-flight list, and is young as its head. The guard keeps one pointer to it (the list's tail):
 // storing a new request in a long-lived object costs V8 a write barrier (~50 instructions) each time.
-for (const name of ['node:http door', 'Fastify door'] as const) {
+for (const name of DOOR_NAMES) {
   t.test(`${name}: a request admitted into an empty in-flight list is young as its head, with one pointer to it`, async (t) => {
     const seen: Array<{ young: unknown, second: unknown, head: boolean }> = []
     let guard: Guard | null = null
@@ -149,7 +103,7 @@ for (const name of ['node:http door', 'Fastify door'] as const) {
 // The same traffic: at each admission the one request before it has finished, and it is settled
 // inline (settleOnly), never through the general settle() with its rarer branches (a call that
 // cost ~100 instructions per request). A tick between two requests settles it instead: counted apart.
-for (const name of ['node:http door', 'Fastify door'] as const) {
+for (const name of DOOR_NAMES) {
   t.test(`${name}: one request at a time, the finished one is settled at the next admission without settle()`, async (t) => {
     const { port, guard } = await guardedDoor(t, name, (req, res) => { res.end('ok') })
     const g = guard as unknown as Record<'admit' | 'settle' | 'settleOnly', (...args: unknown[]) => unknown>
